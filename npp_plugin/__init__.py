@@ -1,0 +1,62 @@
+"""npp_plugin: neural preprocessing for standard image codecs, tuned for machine vision.
+
+    >>> import npp_plugin
+    >>> codec = npp_plugin.get_codec("jpeg")
+    >>> data = codec.encode(image, qp=37)                    # plain codec
+    >>> data = codec.encode(image, qp=37, preprocess="npp")  # NPP before the encoder
+    >>> rgb = codec.decode(data)
+"""
+
+from __future__ import annotations
+
+from .codec import Codec, Param
+from .errors import NppError
+from .hookspecs import hookimpl
+from .preprocessor import Preprocessor
+from .registry import (
+    available_codecs,
+    available_preprocessors,
+    available_tasks,
+    get_codec,
+    get_preprocessor,
+    get_task,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Codec",
+    "NppError",
+    "Param",
+    "Preprocessor",
+    "__version__",
+    "available_codecs",
+    "available_preprocessors",
+    "available_tasks",
+    "codec_for_data",
+    "get_codec",
+    "get_preprocessor",
+    "get_task",
+    "hookimpl",
+    "register_bpg_opener",
+]
+
+
+def codec_for_data(data: bytes, **config):
+    """The registered codec whose magic bytes match ``data`` (raises CorruptStreamError)."""
+    from .errors import CorruptStreamError
+    from .registry import codec_registry
+
+    reg = codec_registry()
+    for name in reg.names():
+        if reg.get(name).check(data):
+            return reg.get(name)(**config)
+    msg = f"no registered codec recognises these bytes (magic {bytes(data[:8]).hex()}); codecs: {', '.join(reg.names())}"
+    raise CorruptStreamError(msg)
+
+
+def register_bpg_opener() -> None:
+    """Make Pillow open and save ``.bpg`` files through our native BPG codec."""
+    from .codecs.bpg_pillow import register
+
+    register()

@@ -1,0 +1,331 @@
+"""The codec contract every plugin implements.
+
+The public methods are concrete (a template method, as CompressAI's ``Codec.run``): they
+validate the input, convert it, run the named preprocessor (the pre-encode hook), then call
+the plugin's ``_encode`` / ``_decode`` / ``_check``. A plugin implements only those three and
+declares its configuration in ``params``; errors then read the same for every codec.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .errors import (
+    CodecError,
+    CodecUnavailableError,
+    CorruptStreamError,
+    InvalidArgumentError,
+    NppError,
+)
+from .images import is_tensor, tensor_batch_to_uint8, to_uint8_rgb, uint8_to_tensor_batch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .preprocessor import Preprocessor
+
+__all__ = ["Codec", "Param", "default_workers"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One configuration value of a codec: its default and what is allowed."""
+
+    default: Any
+    choices: tuple | None = None
+    range: tuple[int, int] | None = None
+    doc: str = ""
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return " | ".join(repr(c) for c in self.choices)
+        if self.range is not None:
+            return f"integers {self.range[0]}..{self.range[1]}"
+        return f"values of type {type(self.default).__name__}"
+
+    def validate(self, codec: str, key: str, value: Any) -> Any:
+        if self.choices is not None:
+            if value not in self.choices:
+                msg = f"{codec}: {key}={value!r} is not allowed; choose {self.allowed()}"
+                raise InvalidArgumentError(msg, codec=codec, argument=key, allowed=self.choices)
+            return value
+        if self.range is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                msg = f"{codec}: {key} must be an integer in {self.range[0]}..{self.range[1]}, got {value!r}"
+                raise InvalidArgumentError(msg, codec=codec, argument=key, allowed=self.range)
+            if not self.range[0] <= value <= self.range[1]:
+                msg = f"{codec}: {key}={value} is out of range {self.range[0]}..{self.range[1]}"
+                raise InvalidArgumentError(msg, codec=codec, argument=key, allowed=self.range)
+            return int(value)
+        if isinstance(self.default, bool) and not isinstance(value, bool):
+            msg = f"{codec}: {key} must be True or False, got {value!r}"
+            raise InvalidArgumentError(msg, codec=codec, argument=key, allowed=(True, False))
+        return value
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Codec(ABC):
+    """A standard image codec, optionally preceded by a preprocessor.
+
+    Subclasses set ``name``, ``qp_range``, ``params`` and implement ``_encode``, ``_decode``
+    and ``_check``. ``qp`` is common to all codecs: lower means better quality, HEVC-like;
+    each codec documents how it maps ``qp`` to its own knob.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    extensions: ClassVar[tuple[str, ...]] = ()
+    mime: ClassVar[str] = "application/octet-stream"
+    qp_range: ClassVar[tuple[int, int]] = (0, 51)
+    #: Largest width/height the format can store.
+    max_size: ClassVar[int] = 1 << 30
+    params: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, **config: Any) -> None:
+        self._config = self._validate_options(config, defaults=True)
+
+    # -- configuration --------------------------------------------------------------------
+
+    def _validate_options(self, options: dict[str, Any], *, defaults: bool) -> dict[str, Any]:
+        unknown = sorted(set(options) - set(self.params))
+        if unknown:
+            allowed = ", ".join(sorted(self.params)) or "none"
+            msg = f"{self.name}: unknown option {unknown[0]!r}; options of this codec: {allowed}"
+            raise InvalidArgumentError(msg, codec=self.name, argument=unknown[0], allowed=sorted(self.params))
+        base = {k: p.default for k, p in self.params.items()} if defaults else {}
+        for key, value in options.items():
+            base[key] = self.params[key].validate(self.name, key, value)
+        return base
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able configuration; ``from_config(get_config())`` gives an equal codec."""
+        return {"codec": self.name, "version": self.version(), **self._config}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Codec:
+        cfg = {k: v for k, v in config.items() if k not in ("codec", "version")}
+        return cls(**cfg)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._config == self._config  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted((k, repr(v)) for k, v in self._config.items()))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- availability ---------------------------------------------------------------------
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """``None`` when the backend works, else why not and how to install it."""
+        return None
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return cls.unavailable_reason() is None
+
+    def _require_available(self) -> None:
+        reason = self.unavailable_reason()
+        if reason is not None:
+            msg = f"{self.name}: codec backend unavailable: {reason}"
+            raise CodecUnavailableError(msg)
+
+    def version(self) -> str:
+        """Version of the backend library."""
+        return "unknown"
+
+    def normalized_qp(self, qp: int) -> float:
+        """``qp`` mapped linearly to [0, 1] over ``qp_range`` (what preprocessors condition on)."""
+        lo, hi = self.qp_range
+        return (qp - lo) / (hi - lo)
+
+    def _validate_qp(self, qp: Any) -> int:
+        lo, hi = self.qp_range
+        if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)):
+            msg = f"{self.name}: qp must be an integer in {lo}..{hi}, got {qp!r}"
+            raise InvalidArgumentError(msg, codec=self.name, argument="qp", allowed=(lo, hi))
+        if not lo <= qp <= hi:
+            msg = f"{self.name}: qp={qp} is out of range {lo}..{hi}"
+            raise InvalidArgumentError(msg, codec=self.name, argument="qp", allowed=(lo, hi))
+        return int(qp)
+
+    def _check_dims(self, rgb: np.ndarray) -> None:
+        h, w = rgb.shape[:2]
+        if h > self.max_size or w > self.max_size:
+            msg = f"{self.name}: image {w}x{h} is larger than the format allows ({self.max_size} per side)"
+            raise InvalidArgumentError(msg, codec=self.name, argument="image", allowed=self.max_size)
+
+    # -- encode / decode ------------------------------------------------------------------
+
+    def encode(
+        self,
+        image: Any,
+        /,
+        *,
+        qp: int,
+        preprocess: str | Preprocessor | None = None,
+        **options: Any,
+    ) -> bytes:
+        """Encode one image into a bitstream of this codec.
+
+        Args:
+            image: PIL image, numpy (H, W, 3) uint8, or torch (3, H, W) float in [0, 1].
+            qp: quantisation parameter in ``qp_range`` (lower = better quality).
+            preprocess: name of a registered preprocessor (e.g. ``"npp"``) or a
+                :class:`~npp_plugin.Preprocessor` instance, run before encoding.
+            **options: per-call overrides of this codec's ``params``.
+        """
+        qp = self._validate_qp(qp)
+        opts = {**self._config, **self._validate_options(options, defaults=False)}
+        self._require_available()
+        rgb = to_uint8_rgb(image, codec=self.name)
+        self._check_dims(rgb)
+        if preprocess is not None:
+            rgb = self._preprocess(rgb, preprocess, qp)
+        return self._run_encode(rgb, qp, opts)
+
+    def _run_encode(self, rgb: np.ndarray, qp: int, opts: dict[str, Any]) -> bytes:
+        try:
+            data = self._encode(rgb, qp=qp, **opts)
+        except NppError:
+            raise
+        except Exception as exc:
+            msg = f"{self.name}: encoding failed: {type(exc).__name__}: {exc}"
+            raise CodecError(msg, codec=self.name) from exc
+        return bytes(data)
+
+    def _preprocess(self, rgb: np.ndarray, preprocess: Any, qp: int) -> np.ndarray:
+        from .preprocessor import resolve_preprocessor
+
+        prep = resolve_preprocessor(preprocess)
+        return prep.apply_uint8(rgb[None], codec=self, qp=qp)[0]
+
+    def decode(self, data: bytes, /, *, high_bit_depth: bool = False) -> np.ndarray:
+        """Decode a bitstream to (H, W, 3) RGB, uint8 (or uint16 when ``high_bit_depth`` and
+        the stream has more than 8 bits per sample)."""
+        data = self._validate_data(data)
+        self._require_available()
+        try:
+            out = self._decode(data, high_bit_depth=high_bit_depth)
+        except NppError:
+            raise
+        except Exception as exc:
+            msg = f"{self.name}: cannot decode {len(data)} bytes: {type(exc).__name__}: {exc}"
+            raise CorruptStreamError(msg, codec=self.name) from exc
+        return out
+
+    def _validate_data(self, data: Any) -> bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            msg = f"{self.name}: data must be bytes, got {type(data).__name__}"
+            raise InvalidArgumentError(msg, codec=self.name, argument="data", allowed="bytes")
+        data = bytes(data)
+        if not data:
+            msg = f"{self.name}: cannot decode an empty bitstream"
+            raise CorruptStreamError(msg, codec=self.name)
+        if not self._check(data):
+            msg = f"{self.name}: data is not a {self.name} bitstream (magic bytes {data[:8].hex()})"
+            raise CorruptStreamError(msg, codec=self.name)
+        return data
+
+    @classmethod
+    def check(cls, data: bytes, /) -> bool:
+        """Cheap magic-byte test: could ``data`` be a bitstream of this codec?"""
+        try:
+            return bool(cls._check(bytes(data[:64])))
+        except Exception:
+            return False
+
+    def info(self, data: bytes, /) -> dict[str, Any]:
+        """Header facts of a bitstream (codecs override this to avoid a full decode)."""
+        img = self.decode(data)
+        return {"codec": self.name, "width": int(img.shape[1]), "height": int(img.shape[0]), "bytes": len(data)}
+
+    # -- batches (training loops) ---------------------------------------------------------
+
+    def encode_batch(
+        self, images: Sequence[np.ndarray], /, *, qp: int, workers: int | None = None, **options: Any
+    ) -> list[bytes]:
+        """Encode (H, W, 3) uint8 arrays in parallel threads."""
+        qp = self._validate_qp(qp)
+        opts = {**self._config, **self._validate_options(options, defaults=False)}
+        self._require_available()
+        arrays = [to_uint8_rgb(a, codec=self.name) for a in images]
+        return self._map(lambda a: self._run_encode(a, qp, opts), arrays, workers)
+
+    def roundtrip(
+        self, batch: torch.Tensor, /, *, qp: int, workers: int | None = None, **options: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode and decode a batch through the real codec.
+
+        Args:
+            batch: (N, 3, H, W) float tensor in [0, 1].
+            qp: quantisation parameter.
+            workers: parallel workers (default: one per core).
+
+        Returns:
+            ``(recon, bits)``: the decoded images (same shape, dtype and device as ``batch``)
+            and a float64 tensor (N,) of bitstream sizes in bits.
+        """
+        import torch
+
+        if not is_tensor(batch):
+            msg = f"{self.name}: roundtrip expects a torch tensor (N, 3, H, W), got {type(batch).__name__}"
+            raise InvalidArgumentError(msg, codec=self.name, argument="batch", allowed="(N, 3, H, W) tensor")
+        qp = self._validate_qp(qp)
+        opts = {**self._config, **self._validate_options(options, defaults=False)}
+        self._require_available()
+        arrays = tensor_batch_to_uint8(batch, codec=self.name)
+        self._check_dims(arrays[0])
+        results = self._roundtrip_arrays(list(arrays), qp, opts, workers)
+        recon = uint8_to_tensor_batch([r for r, _ in results], like=batch)
+        bits = torch.tensor([8.0 * n for _, n in results], dtype=torch.float64)
+        return recon, bits
+
+    def _roundtrip_arrays(
+        self, arrays: list[np.ndarray], qp: int, opts: dict[str, Any], workers: int | None
+    ) -> list[tuple[np.ndarray, int]]:
+        def one(rgb: np.ndarray) -> tuple[np.ndarray, int]:
+            data = self._run_encode(rgb, qp, opts)
+            return self._decode(data, high_bit_depth=False), len(data)
+
+        return self._map(one, arrays, workers)
+
+    @staticmethod
+    def _map(fn, items: list, workers: int | None) -> list:
+        n = min(len(items), workers or default_workers())
+        if n <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            return list(pool.map(fn, items))
+
+    # -- what plugins implement -----------------------------------------------------------
+
+    @abstractmethod
+    def _encode(self, rgb: np.ndarray, /, *, qp: int, **options: Any) -> bytes:
+        """Encode a C-contiguous (H, W, 3) uint8 RGB array at ``qp`` with validated options."""
+
+    @abstractmethod
+    def _decode(self, data: bytes, /, *, high_bit_depth: bool) -> np.ndarray:
+        """Decode a bitstream (already checked by ``_check``) to (H, W, 3) RGB."""
+
+    @classmethod
+    @abstractmethod
+    def _check(cls, data: bytes, /) -> bool:
+        """True when ``data`` starts with this codec's magic bytes."""

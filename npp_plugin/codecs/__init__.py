@@ -1,0 +1,1 @@
+"""Built-in codecs, one module per codec, each a plugin."""

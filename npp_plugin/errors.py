@@ -1,0 +1,139 @@
+"""The exception hierarchy of npp_plugin.
+
+Every error names what was wrong: the codec, the argument and what is allowed, so a caller can
+fix the call without reading our source. Library code raises; only :mod:`npp_plugin.cli` turns
+errors into exit codes.
+
+::
+
+    NppError
+    ├── PluginError                      a plugin failed to import or registered something invalid
+    ├── UnknownCodecError (KeyError)     no codec registered under that name
+    ├── UnknownPreprocessorError (KeyError)
+    ├── UnknownTaskError (KeyError)
+    ├── CodecUnavailableError (ImportError)  the codec's backend is not installed
+    ├── InvalidArgumentError (ValueError)    bad image, QP, option ...
+    │   └── ShapeError                       wrong image/tensor shape
+    ├── CodecError                       encoding or decoding failed
+    │   ├── CorruptStreamError (ValueError)  truncated, corrupt or foreign bitstream
+    │   └── NativeLibraryError (OSError)     libnpp_bpg missing or broken
+    └── WeightsError                     preprocessor weights missing or invalid
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "CodecError",
+    "CodecUnavailableError",
+    "CorruptStreamError",
+    "InvalidArgumentError",
+    "NativeLibraryError",
+    "NppError",
+    "PluginError",
+    "ShapeError",
+    "UnknownCodecError",
+    "UnknownPreprocessorError",
+    "UnknownTaskError",
+    "WeightsError",
+]
+
+
+class NppError(Exception):
+    """Base class of every error raised by npp_plugin."""
+
+
+class PluginError(NppError):
+    """A plugin failed to import, or registered something invalid (or a duplicate name)."""
+
+    def __init__(self, message: str, *, plugin: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class _UnknownNameError(NppError, KeyError):
+    kind = "name"
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.available = list(available)
+
+    def __str__(self) -> str:  # KeyError would repr() the key
+        avail = ", ".join(self.available) or "none"
+        return f"unknown {self.kind} {self.name!r}; available: {avail}"
+
+
+class UnknownCodecError(_UnknownNameError):
+    kind = "codec"
+
+
+class UnknownPreprocessorError(_UnknownNameError):
+    kind = "preprocessor"
+
+
+class UnknownTaskError(_UnknownNameError):
+    kind = "task"
+
+
+class CodecUnavailableError(NppError, ImportError):
+    """The codec is registered but its backend (library, executable) is missing."""
+
+
+class InvalidArgumentError(NppError, ValueError):
+    """An argument is out of its allowed range or of the wrong kind.
+
+    Attributes name the codec (or other component), the argument and what is allowed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        codec: str | None = None,
+        argument: str | None = None,
+        allowed: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.codec = codec
+        self.argument = argument
+        self.allowed = allowed
+
+
+class ShapeError(InvalidArgumentError):
+    """An image or tensor has the wrong shape."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        actual_shape: tuple[int, ...],
+        expected_shape: str,
+        codec: str | None = None,
+        argument: str = "image",
+    ) -> None:
+        super().__init__(message, codec=codec, argument=argument, allowed=expected_shape)
+        self.actual_shape = tuple(actual_shape)
+        self.expected_shape = expected_shape
+
+
+class CodecError(NppError):
+    """Encoding or decoding failed inside the codec."""
+
+    def __init__(self, message: str, *, codec: str | None = None) -> None:
+        super().__init__(message)
+        self.codec = codec
+
+
+class CorruptStreamError(CodecError, ValueError):
+    """The bitstream is truncated, corrupt, or not of this codec."""
+
+
+class NativeLibraryError(CodecError, OSError):
+    """The native BPG library could not be found, loaded or probed."""
+
+
+class WeightsError(NppError):
+    """Preprocessor weights are missing, unreadable, or do not match the network."""

@@ -1,0 +1,140 @@
+"""Converting what users pass as an image into the one layout codecs take.
+
+Accepted, per the codec contract:
+    * a PIL image: mode RGB as is; L, LA-less grayscale, P, I;16, CMYK, YCbCr converted to RGB;
+      RGBA / LA / PA refused (alpha would be dropped silently: convert it yourself);
+    * a numpy array (H, W, 3) uint8; (H, W) or (H, W, 1) uint8 grayscale is replicated to RGB;
+      non-contiguous arrays are copied; 4 channels (alpha) are refused;
+    * a torch tensor (3, H, W) floating point with values in [0, 1] (rounded to 8 bits).
+Everything else raises :class:`~npp_plugin.errors.InvalidArgumentError` (or ``ShapeError``)
+naming the codec and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgumentError, ShapeError
+
+__all__ = ["is_tensor", "tensor_batch_to_uint8", "to_uint8_rgb", "uint8_to_tensor_batch"]
+
+_EXPECTED = "(H, W, 3) uint8 array, (3, H, W) float tensor in [0, 1], or RGB PIL image"
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+def is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _check_size(h: int, w: int, codec: str | None, shape: tuple) -> None:
+    if h <= 0 or w <= 0:
+        msg = f"{codec or 'codec'}: image has zero size {shape}; expected {_EXPECTED} with H, W >= 1"
+        raise ShapeError(msg, actual_shape=shape, expected_shape=_EXPECTED, codec=codec)
+
+
+def _from_pil(image: Any, codec: str | None) -> np.ndarray:
+    if image.mode in _ALPHA_MODES:
+        msg = (
+            f"{codec or 'codec'}: image mode {image.mode!r} has an alpha channel, which codecs here "
+            "do not store; convert first, e.g. image.convert('RGB')"
+        )
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="RGB, L, P, I;16, CMYK")
+    _check_size(image.height, image.width, codec, (image.height, image.width))
+    if image.mode == "I;16" or image.mode.startswith("I"):
+        arr = np.asarray(image, dtype=np.float64)
+        maxv = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(np.rint(arr / maxv * 255.0), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def _from_numpy(arr: np.ndarray, codec: str | None) -> np.ndarray:
+    name = codec or "codec"
+    if arr.dtype != np.uint8:
+        msg = (
+            f"{name}: numpy image has dtype {arr.dtype}; expected uint8 in [0, 255] "
+            "(for floats in [0, 1] pass a torch tensor (3, H, W) or use (x * 255).round().astype(np.uint8))"
+        )
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="uint8")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        _check_size(arr.shape[0], arr.shape[1], codec, arr.shape)
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        hint = " (alpha is not stored: drop it with arr[..., :3])" if arr.ndim == 3 and arr.shape[2] == 4 else ""
+        msg = f"{name}: numpy image has shape {arr.shape}; expected (H, W, 3) uint8{hint}"
+        raise ShapeError(msg, actual_shape=arr.shape, expected_shape="(H, W, 3)", codec=codec)
+    _check_size(arr.shape[0], arr.shape[1], codec, arr.shape)
+    return np.ascontiguousarray(arr)
+
+
+def _from_tensor(t: Any, codec: str | None) -> np.ndarray:
+    import torch
+
+    name = codec or "codec"
+    if t.ndim != 3 or t.shape[0] != 3:
+        msg = f"{name}: tensor image has shape {tuple(t.shape)}; expected (3, H, W) float in [0, 1]"
+        raise ShapeError(msg, actual_shape=tuple(t.shape), expected_shape="(3, H, W)", codec=codec)
+    _check_size(t.shape[1], t.shape[2], codec, tuple(t.shape))
+    batch = tensor_batch_to_uint8(t.unsqueeze(0), codec=codec)
+    del torch
+    return batch[0]
+
+
+def to_uint8_rgb(image: Any, *, codec: str | None = None) -> np.ndarray:
+    """Return ``image`` as a C-contiguous (H, W, 3) uint8 RGB array (a copy when needed)."""
+    if isinstance(image, np.ndarray):
+        return _from_numpy(image, codec)
+    if is_tensor(image):
+        return _from_tensor(image, codec)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        return _from_pil(image, codec)
+    msg = f"{codec or 'codec'}: cannot encode an object of type {type(image).__name__}; expected {_EXPECTED}"
+    raise InvalidArgumentError(msg, codec=codec, argument="image", allowed=_EXPECTED)
+
+
+def tensor_batch_to_uint8(batch: Any, *, codec: str | None = None) -> np.ndarray:
+    """(N, 3, H, W) float tensor in [0, 1] → (N, H, W, 3) uint8 numpy array (rounded)."""
+    import torch
+
+    name = codec or "codec"
+    if not torch.is_floating_point(batch):
+        msg = f"{name}: tensor has dtype {batch.dtype}; expected a floating point tensor in [0, 1]"
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="float in [0, 1]")
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        msg = f"{name}: batch has shape {tuple(batch.shape)}; expected (N, 3, H, W)"
+        raise ShapeError(msg, actual_shape=tuple(batch.shape), expected_shape="(N, 3, H, W)", codec=codec)
+    if batch.numel() == 0:
+        msg = f"{name}: batch has zero size {tuple(batch.shape)}"
+        raise ShapeError(msg, actual_shape=tuple(batch.shape), expected_shape="(N, 3, H, W)", codec=codec)
+    x = batch.detach()
+    if not bool(torch.isfinite(x).all()):
+        msg = f"{name}: image tensor contains NaN or infinite values"
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="finite values in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        msg = f"{name}: image tensor values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="[0, 1]")
+    u8 = (x.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return np.ascontiguousarray(u8.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def uint8_to_tensor_batch(arrays: np.ndarray | list[np.ndarray], *, like: Any = None):
+    """(N, H, W, 3) uint8 (or a list of (H, W, 3)) → (N, 3, H, W) float tensor in [0, 1]."""
+    import torch
+
+    stacked = np.stack(arrays) if isinstance(arrays, list) else arrays
+    scale = 65535.0 if stacked.dtype == np.uint16 else 255.0
+    t = torch.from_numpy(np.ascontiguousarray(stacked).astype(np.float32)).permute(0, 3, 1, 2) / scale
+    if like is not None:
+        t = t.to(device=like.device, dtype=like.dtype)
+    return t.contiguous()

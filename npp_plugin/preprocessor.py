@@ -1,0 +1,83 @@
+"""Pre-encode hooks: filters that run on an image before any codec's encoder.
+
+A preprocessor takes a float batch (N, 3, H, W) in [0, 1] and the codec and QP it is about to
+be encoded with, and returns a batch of the same shape in [0, 1]. The learned NPP
+(:mod:`npp_plugin.preprocess`) and the classical baselines (:mod:`npp_plugin.filters`) are
+preprocessors; plugins add more through ``npp_register_preprocessors``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .errors import InvalidArgumentError, ShapeError
+from .images import tensor_batch_to_uint8, uint8_to_tensor_batch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .codec import Codec
+
+__all__ = ["Preprocessor", "resolve_preprocessor"]
+
+
+class Preprocessor(ABC):
+    """Base class of pre-encode filters."""
+
+    name: ClassVar[str] = ""
+
+    def __call__(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+        """Filter ``batch`` (N, 3, H, W) in [0, 1] for ``codec`` at ``qp``."""
+        import torch
+
+        if not torch.is_tensor(batch) or batch.ndim != 4 or batch.shape[1] != 3:
+            shape = tuple(batch.shape) if torch.is_tensor(batch) else ()
+            msg = f"preprocessor {self.name!r}: expected a (N, 3, H, W) tensor, got shape {shape}"
+            raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", argument="batch")
+        if not torch.is_floating_point(batch):
+            msg = f"preprocessor {self.name!r}: expected a float tensor in [0, 1], got {batch.dtype}"
+            raise InvalidArgumentError(msg, argument="batch", allowed="float in [0, 1]")
+        if not bool(torch.isfinite(batch).all()):
+            msg = f"preprocessor {self.name!r}: input contains NaN or infinite values"
+            raise InvalidArgumentError(msg, argument="batch", allowed="finite values in [0, 1]")
+        lo, hi = float(batch.min()), float(batch.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            msg = f"preprocessor {self.name!r}: input values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
+            raise InvalidArgumentError(msg, argument="batch", allowed="[0, 1]")
+        return self.forward(batch, codec=codec, qp=qp).clamp(0, 1)
+
+    @abstractmethod
+    def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+        """The filter itself (input already validated)."""
+
+    def apply_uint8(self, images: np.ndarray, *, codec: Codec, qp: int) -> np.ndarray:
+        """(N, H, W, 3) uint8 → filtered (N, H, W, 3) uint8."""
+        import torch
+
+        with torch.inference_mode():
+            batch = uint8_to_tensor_batch(images)
+            out = self(batch, codec=codec, qp=qp)
+        return tensor_batch_to_uint8(out, codec=codec.name)
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able description, recorded with every result."""
+        return {"preprocessor": self.name}
+
+    def __repr__(self) -> str:
+        cfg = {k: v for k, v in self.get_config().items() if k != "preprocessor"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+
+def resolve_preprocessor(preprocess: str | Preprocessor) -> Preprocessor:
+    """A registered name or a ready instance → the instance."""
+    if isinstance(preprocess, Preprocessor):
+        return preprocess
+    if isinstance(preprocess, str):
+        from .registry import get_preprocessor
+
+        return get_preprocessor(preprocess)
+    msg = f"preprocess must be a registered name or a Preprocessor, got {type(preprocess).__name__}"
+    raise InvalidArgumentError(msg, argument="preprocess", allowed="str | Preprocessor")

@@ -1,0 +1,107 @@
+"""Downstream task networks: what the compressed images are for.
+
+A task wraps a frozen pretrained network. Training uses ``loss`` (differentiable in the
+input); evaluation uses ``reference`` and ``score``. When the data has no labels the target
+is the network's own prediction on the uncompressed image (``reference``), so accuracy means
+agreement with the uncompressed prediction.
+
+Targets, by kind:
+    * classification: labels, an int64 tensor (N,) (cross-entropy), or a ``reference``,
+      float probabilities (N, C) (KL divergence to it);
+    * detection: a list of N dicts ``{"boxes": (K, 4) float xyxy pixels, "labels": (K,) int64}``
+      (COCO annotations or a ``reference``, which also carries ``"scores"``).
+
+Plugins add tasks through ``npp_register_tasks(register)`` with ``register(name, factory)``;
+the built-in ones are in :mod:`npp_plugin.tasks.builtin`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import InvalidArgumentError, ShapeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["Task", "check_batch", "freeze"]
+
+
+class Task(ABC):
+    """A frozen network and how to score it.
+
+    Inputs are always (N, 3, H, W) float RGB in [0, 1]; the task applies its own
+    normalisation and resizing. The network is in eval mode with ``requires_grad=False`` on
+    every parameter, but ``loss`` is differentiable with respect to the input batch.
+    """
+
+    name: ClassVar[str] = ""
+    #: "classification" or "detection"
+    kind: ClassVar[str] = ""
+
+    @abstractmethod
+    def reference(self, batch: torch.Tensor) -> Any:
+        """The target for each image, from the network's prediction on ``batch``
+        (uncompressed images). For classifiers: the softmax probabilities (N, C)."""
+
+    @abstractmethod
+    def loss(self, batch: torch.Tensor, target: Any, *, reduction: str = "mean") -> torch.Tensor:
+        """Differentiable task loss of ``batch`` (e.g. decoded images) against ``target``
+        (labels, or a ``reference``): cross-entropy for labels, KL for soft references."""
+
+    @abstractmethod
+    def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
+        """Per-image score in [0, 1] (top-1 correct / agreement, or per-image AP), shape (N,)."""
+
+    def to(self, device: Any) -> Task:
+        """Move the network to ``device`` (returns ``self``)."""
+        for module in self.modules():
+            module.to(device)
+        return self
+
+    def modules(self) -> list[Any]:
+        """The ``torch.nn.Module`` objects this task runs (for ``to`` and freezing checks)."""
+        return []
+
+    def get_config(self) -> dict[str, Any]:
+        return {"task": self.name, "kind": self.kind}
+
+    def __repr__(self) -> str:
+        cfg = {k: v for k, v in self.get_config().items() if k not in ("task", "kind")}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+
+def freeze(module: Any) -> Any:
+    """Eval mode and ``requires_grad=False`` on every parameter; returns ``module``."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def check_batch(batch: Any, task: str) -> None:
+    """Raise ``ShapeError`` / ``InvalidArgumentError`` unless ``batch`` is (N, 3, H, W) float."""
+    import torch
+
+    if not torch.is_tensor(batch) or batch.ndim != 4 or batch.shape[1] != 3:
+        shape = tuple(batch.shape) if torch.is_tensor(batch) else ()
+        msg = f"task {task!r}: expected a (N, 3, H, W) float tensor in [0, 1], got shape {shape}"
+        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", argument="batch")
+    if not torch.is_floating_point(batch):
+        msg = f"task {task!r}: expected a float tensor in [0, 1], got dtype {batch.dtype}"
+        raise InvalidArgumentError(msg, argument="batch", allowed="float in [0, 1]")
+
+
+def check_reduction(reduction: str, task: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        msg = f"task {task!r}: reduction={reduction!r} is not allowed; choose 'mean' | 'sum' | 'none'"
+        raise InvalidArgumentError(msg, argument="reduction", allowed=("mean", "sum", "none"))
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
