@@ -52,6 +52,8 @@ class Param:
 
     def validate(self, codec: str, key: str, value: Any) -> Any:
         if self.choices is not None:
+            if value not in self.choices and not isinstance(value, bool) and str(value) in self.choices:
+                value = str(value)  # chroma=444 means "444"
             if value not in self.choices:
                 msg = f"{codec}: {key}={value!r} is not allowed; choose {self.allowed()}"
                 raise InvalidArgumentError(msg, codec=codec, argument=key, allowed=self.choices)
@@ -229,7 +231,7 @@ class Codec(ABC):
         except Exception as exc:
             msg = f"{self.name}: cannot decode {len(data)} bytes: {type(exc).__name__}: {exc}"
             raise CorruptStreamError(msg, codec=self.name) from exc
-        return out
+        return out if out.flags.writeable else out.copy()
 
     def _validate_data(self, data: Any) -> bytes:
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -94,9 +94,9 @@ def _fill(pm: pluggy.PluginManager, hook_name: str, registry: Registry, make_reg
 
     infos = plugin_infos(pm)
     hook = getattr(pm.hook, hook_name)
-    # pluggy calls implementations last-registered first; call built-ins first instead so a
-    # third-party duplicate is the one refused.
-    for impl in reversed(hook.get_hookimpls()):
+    # In registration order (pluggy would call last-registered first): built-ins come first,
+    # so a third-party duplicate is the one refused.
+    for impl in hook.get_hookimpls():
         info = infos.get(impl.plugin_name) or infos.setdefault(
             impl.plugin_name, PluginInfo(impl.plugin_name, getattr(impl.plugin, "__name__", "?"))
         )
