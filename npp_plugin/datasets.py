@@ -2,7 +2,7 @@
 
 No download: the photos come from scikit-image (``skimage/data``), scikit-learn
 (``sklearn/datasets/images``), matplotlib (``mpl-data/sample_data``) and, when installed,
-Debian's ``opencv-doc``. Only colour photographs are listed (no drawings, charts, logos or
+Debian's ``opencv-doc`` and ``darknet`` (multi-object scenes). Only colour photographs are listed (no drawings, charts, logos or
 calibration targets). The train/validation split is fixed by file name, so it never changes
 with the order files are found in.
 """
@@ -31,6 +31,8 @@ _OPENCV = ("aero1.jpg", "aero3.jpg", "apple.jpg", "baboon.jpg", "building.jpg", 
            "squirrel_cls.jpg", "starry_night.jpg", "left.jpg", "right.jpg", "lena_tmpl.jpg",
            "stuff.jpg", "Blender_Suzanne1.jpg", "Blender_Suzanne2.jpg", "aloeL.jpg", "aloeR.jpg",
            "pic6.png", "ela_original.jpg")
+_DARKNET_DIR = Path("/usr/share/darknet/data")
+_DARKNET = ("dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg", "person.jpg")
 # a few names above are drawings or targets in some package versions: excluded here
 _EXCLUDE = {"chessboard_RGB.png", "ihc.png", "lena_tmpl.jpg", "Blender_Suzanne1.jpg",
             "Blender_Suzanne2.jpg", "pic6.png", "starry_night.jpg"}
@@ -45,20 +47,21 @@ def _package_dir(package: str, *parts: str) -> Path | None:
 
 def builtin_photos() -> list[Path]:
     """Paths of the colour photographs found in installed packages, sorted by name."""
-    sources: list[tuple[Path | None, Sequence[str]]] = [
-        (_package_dir("skimage", "data"), _SKIMAGE),
-        (_package_dir("sklearn", "datasets", "images"), _SKLEARN),
-        (_package_dir("matplotlib", "mpl-data", "sample_data"), _MPL),
-        (_OPENCV_DIR, _OPENCV),
+    sources: list[tuple[str, Path | None, Sequence[str]]] = [
+        ("skimage", _package_dir("skimage", "data"), _SKIMAGE),
+        ("sklearn", _package_dir("sklearn", "datasets", "images"), _SKLEARN),
+        ("matplotlib", _package_dir("matplotlib", "mpl-data", "sample_data"), _MPL),
+        ("opencv", _OPENCV_DIR, _OPENCV),
+        ("darknet", _DARKNET_DIR, _DARKNET),
     ]
     found: dict[str, Path] = {}
-    for folder, names in sources:
+    for source, folder, names in sources:
         if folder is None or not folder.is_dir():
             continue
         for name in names:
             path = folder / name
             if name not in _EXCLUDE and path.is_file():
-                found.setdefault(f"{folder.name}/{name}", path)
+                found.setdefault(f"{source}/{name}", path)
     return [found[k] for k in sorted(found)]
 
 
