@@ -93,6 +93,9 @@ class Codec(ABC):
     extensions: ClassVar[tuple[str, ...]] = ()
     mime: ClassVar[str] = "application/octet-stream"
     qp_range: ClassVar[tuple[int, int]] = (0, 51)
+    #: QP span that ``normalized_qp`` maps to [0, 1]; codecs with a wider range than HEVC's but
+    #: the same quantiser-step law (VVC) keep HEVC's span, so one NPP serves both.
+    qp_norm_range: ClassVar[tuple[int, int] | None] = None
     #: Largest width/height the format can store.
     max_size: ClassVar[int] = 1 << 30
     params: ClassVar[dict[str, Param]] = {}
@@ -154,9 +157,11 @@ class Codec(ABC):
         return "unknown"
 
     def normalized_qp(self, qp: int) -> float:
-        """``qp`` mapped linearly to [0, 1] over ``qp_range`` (what preprocessors condition on)."""
-        lo, hi = self.qp_range
-        return (qp - lo) / (hi - lo)
+        """``qp`` mapped linearly to [0, 1] over ``qp_norm_range`` (default ``qp_range``) and
+        clipped: the operating point preprocessors condition on."""
+        qp = self._validate_qp(qp)
+        lo, hi = self.qp_norm_range or self.qp_range
+        return min(1.0, max(0.0, (qp - lo) / (hi - lo)))
 
     def _validate_qp(self, qp: Any) -> int:
         lo, hi = self.qp_range

@@ -42,6 +42,9 @@ class VvcCodec(Codec):
     extensions = (".266", ".vvc")
     mime = "video/vvc"
     qp_range = (0, 63)
+    # VVC's quantiser step at a QP equals HEVC's: condition preprocessors as for HEVC (0..51),
+    # so a BPG-trained NPP sees VVC QP 37 as BPG QP 37 (QPs above 51 clip to 1.0).
+    qp_norm_range = (0, 51)
     max_size = 16384
     params = {
         "preset": Param("faster", choices=_PRESETS, doc="libvvenc preset (faster ≈ 0.1 s, medium ≈ 1 s at 256²)"),

@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The neural preprocessor (NPP): network, weights files, the "npp" hook, ONNX export.
+
+Names are loaded lazily, so ``import npp_plugin.preprocess.hook`` (plugin discovery) does
+not import torch.
+
+    model.py        NppNet, NppConfig, CONFIGS, npp_net(), describe_configs()
+    weights.py      save_weights(), load_weights(), read_weights(), resolve_weights()
+    hook.py         NppPreprocessor and the "npp" registration
+    onnx_export.py  export_onnx(), check_onnx_equivalence()
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "CONFIGS",
+    "NppConfig",
+    "NppNet",
+    "NppPreprocessor",
+    "NppWeights",
+    "check_onnx_equivalence",
+    "count_parameters",
+    "describe_configs",
+    "export_onnx",
+    "load_weights",
+    "npp_net",
+    "read_weights",
+    "resolve_weights",
+    "save_weights",
+]
+
+_WHERE = {
+    "CONFIGS": "model",
+    "NppConfig": "model",
+    "NppNet": "model",
+    "count_parameters": "model",
+    "describe_configs": "model",
+    "npp_net": "model",
+    "NppWeights": "weights",
+    "load_weights": "weights",
+    "read_weights": "weights",
+    "resolve_weights": "weights",
+    "save_weights": "weights",
+    "NppPreprocessor": "hook",
+    "export_onnx": "onnx_export",
+    "check_onnx_equivalence": "onnx_export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
