@@ -6,6 +6,7 @@
     npp decode IN OUT           codec found from the magic bytes; OUT format from its extension
     npp info FILE               header facts of a bitstream (JSON)
     npp models                  NPP network configurations and their parameter counts
+    npp export-onnx W OUT       NPP weights to ONNX (runs on onnxruntime without PyTorch)
     npp demo                    the main job on the built-in photos
     npp train ... / npp eval ...  training and evaluation (see ``npp train -h``, ``npp eval -h``)
 
@@ -163,6 +164,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .preprocess.onnx_export import check_onnx_equivalence, export_onnx
+    from .preprocess.weights import load_weights
+
+    net, _ = load_weights(str(args.weights))
+    path = export_onnx(net, args.output)
+    diff = check_onnx_equivalence(net, path, sizes=[(1, 64, 96), (2, 37, 50)], qps=[0.3, 0.7])
+    print(f"{path}: ONNX, max |onnxruntime - torch| = {diff:.2e}")
+    return 0
+
+
 def _dispatch(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -201,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="NPP configurations and parameter counts")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export-onnx", help="export NPP weights to ONNX and check equivalence")
+    p.add_argument("weights", type=Path)
+    p.add_argument("output", type=Path)
+    p.set_defaults(func=cmd_export_onnx)
 
     for name, helptext in (("demo", "the main job on the built-in photos"),
                            ("train", "train NPP (npp train -h)"),
