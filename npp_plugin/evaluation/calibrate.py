@@ -1,0 +1,151 @@
+"""Operating range: the QPs where preprocessing can matter.
+
+At very low QPs the task network does not notice compression (score ≈ uncompressed) and at
+very high QPs it fails whatever the preprocessing; savings are measured in between. For one
+codec and one task network we measure the plain codec's mean task score on a QP grid over a
+subset of the images, divide by the uncompressed score, make the ratio non-increasing in QP
+(a running minimum: noise must not reopen the window), and keep the QPs whose ratio lies in
+[lo, hi] (default 50 %–95 %). ``n_qps`` integer QPs are spread evenly across that range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..codec import Codec, default_workers
+from ..errors import InvalidArgumentError
+from ..images import uint8_to_tensor_batch
+from ..tasks import Task
+from .inputs import EvalImage, select_evenly
+from .sweep import SweepSpec, _targets, code_batch
+
+__all__ = ["Calibration", "calibrate", "choose_qps", "default_grid"]
+
+
+@dataclass
+class Calibration:
+    """The measured score curve and the QPs chosen from it."""
+
+    codec: str
+    task: str
+    grid: list[int]
+    scores: list[float]
+    reference: float
+    ratio: list[float]
+    qps: list[int]
+    lo: float
+    hi: float
+    n_images: int
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_grid(codec: Codec, step: int = 3) -> list[int]:
+    lo, hi = codec.qp_range
+    grid = list(range(lo, hi + 1, step))
+    if grid[-1] != hi:
+        grid.append(hi)
+    return grid
+
+
+def choose_qps(grid: Sequence[int], ratio: Sequence[float], *, lo: float, hi: float, n_qps: int) -> tuple[list[int], list[str]]:
+    """QPs spread over the part of ``grid`` where the (monotonised) ratio is in [lo, hi]."""
+    if not 0 < lo < hi <= 1.5:
+        msg = f"calibration: range must satisfy 0 < lo < hi, got lo={lo}, hi={hi}"
+        raise InvalidArgumentError(msg, argument="calibration_range", allowed="0 < lo < hi")
+    if n_qps < 2:
+        msg = f"calibration: n_qps must be >= 2 (a curve needs two points), got {n_qps}"
+        raise InvalidArgumentError(msg, argument="n_qps", allowed=">= 2")
+    g = np.asarray(grid)
+    r = np.minimum.accumulate(np.asarray(ratio, dtype=np.float64))
+    notes = []
+    below_hi = np.nonzero(r <= hi)[0]
+    above_lo = np.nonzero(r >= lo)[0]
+    if len(below_hi) == 0:
+        notes.append(f"score never fell to {hi:.0%} of uncompressed: using the highest QPs")
+        first, last = max(0, len(g) - n_qps), len(g) - 1
+    elif len(above_lo) == 0:
+        notes.append(f"score below {lo:.0%} of uncompressed at every QP: using the lowest QPs")
+        first, last = 0, min(len(g) - 1, n_qps - 1)
+    else:
+        first, last = int(below_hi[0]), int(above_lo[-1])
+        if first == 0:
+            notes.append(f"score is at or below {hi:.0%} of uncompressed already at QP {g[0]}: the range starts there")
+        if last < first:  # the whole window falls between two grid points
+            first, last = last, first
+            notes.append("the 50–95 % window lies between two grid points: QPs interpolated between them")
+    qps = sorted({int(round(q)) for q in np.linspace(g[first], g[last], n_qps)})
+    if len(qps) < n_qps:
+        notes.append(f"range {g[first]}..{g[last]} holds only {len(qps)} distinct QPs")
+    return qps, notes
+
+
+def calibrate(
+    images: Sequence[EvalImage],
+    codec: Codec,
+    task: Task,
+    *,
+    codec_label: str | None = None,
+    task_label: str | None = None,
+    grid: Sequence[int] | None = None,
+    lo: float = 0.5,
+    hi: float = 0.95,
+    n_qps: int = 5,
+    max_images: int = 32,
+    labels: Mapping[str, int] | None = None,
+    batch_size: int = 16,
+    workers: int | None = None,
+) -> Calibration:
+    """Find the operating range of ``codec`` for ``task`` on (a subset of) ``images``.
+
+    Returns:
+        A :class:`Calibration` whose ``qps`` are the QPs to evaluate.
+    """
+    import torch
+
+    grid = [codec._validate_qp(q) for q in (grid or default_grid(codec))]
+    subset = select_evenly(images, max_images)
+    spec = SweepSpec({}, {}, {"t": task}, {}, labels=labels)
+    sums = np.zeros(len(grid))
+    ref_sum, n = 0.0, 0
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        for start in range(0, len(subset), batch_size):
+            batch = subset[start : start + batch_size]
+            pixels = [img.load() for img in batch]
+            if len({p.shape for p in pixels}) != 1:  # whole files of mixed sizes: one at a time
+                groups = [([b], [p]) for b, p in zip(batch, pixels, strict=True)]
+            else:
+                groups = [(batch, pixels)]
+            for items, pix in groups:
+                arr = np.stack(pix)
+                x = uint8_to_tensor_batch(arr)
+                with torch.inference_mode():
+                    target = _targets(spec, items, {"t": task.reference(x)})["t"]
+                    ref_sum += float(task.score(x, target).double().sum())
+                futures = [code_batch(codec, arr, qp, pool) for qp in grid]
+                for j, fs in enumerate(futures):
+                    recon = uint8_to_tensor_batch([f.result()[0] for f in fs])
+                    with torch.inference_mode():
+                        sums[j] += float(task.score(recon, target).double().sum())
+                n += len(items)
+    scores = sums / n
+    reference = ref_sum / n
+    notes = []
+    if reference <= 0:
+        notes.append("uncompressed score is 0: ratio undefined, using the whole grid")
+        ratio = np.ones(len(grid))
+    else:
+        ratio = scores / reference
+    qps, more = choose_qps(grid, ratio, lo=lo, hi=hi, n_qps=n_qps)
+    return Calibration(
+        codec=codec_label or codec.name, task=task_label or task.name, grid=list(grid),
+        scores=[float(s) for s in scores], reference=float(reference), ratio=[float(r) for r in ratio],
+        qps=qps, lo=lo, hi=hi, n_images=n, notes=notes + more,
+    )
