@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,18 @@ def load_rgb(path: str | Path) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
+def _scene(p: Path) -> str:
+    # Stereo pairs and series (aloeL/aloeR, leuvenA/B, graf1/graf3, motorcycle_left/right)
+    # show one scene: keep each scene on one side of the split.
+    return re.sub(r"(_?(left|right)|[LRAB]|[0-9]+)$", "", p.stem)
+
+
 def split_files(files: Sequence[Path], *, val_fraction: float = 0.25) -> tuple[list[Path], list[Path]]:
-    """A fixed train/validation split by file name (a hash, not the listing order)."""
+    """A fixed train/validation split by scene name (a hash, not the listing order); the
+    photos of one scene (a stereo pair, a series) stay together."""
 
     def bucket(p: Path) -> float:
-        h = hashlib.sha256(p.name.encode()).digest()
+        h = hashlib.sha256(_scene(p).encode()).digest()
         return int.from_bytes(h[:4], "big") / 2**32
 
     train = [p for p in files if bucket(p) >= val_fraction]

@@ -46,3 +46,31 @@ def test_public_api_surface():
     }
     for name in npp_plugin.__all__:
         assert hasattr(npp_plugin, name)
+
+
+def test_eval_builtin_split_matches_the_training_split():
+    import pytest
+
+    from npp_plugin.errors import InvalidArgumentError
+    from npp_plugin.evaluation.inputs import builtin_images
+
+    val = builtin_images(crop_size=192, split="val")
+    train = builtin_images(crop_size=192, split="train")
+    everything = builtin_images(crop_size=192)
+    assert len(val) + len(train) == len(everything)
+    _, val_files = split_files(builtin_photos())
+    assert {i.key.split("@")[0].split("/")[-1] for i in val} <= {p.name for p in val_files}
+    with pytest.raises(InvalidArgumentError, match="split 'test'"):
+        builtin_images(split="test")
+
+
+def test_split_keeps_stereo_pairs_together():
+    from pathlib import Path
+
+    names = ["aloeL.jpg", "aloeR.jpg", "leuvenA.jpg", "leuvenB.jpg", "graf1.png", "graf3.png",
+             "motorcycle_left.png", "motorcycle_right.png"] + [f"photo{c}x.jpg" for c in "abcdefghij"]
+    train, val = split_files([Path(n) for n in names])
+    side = {p.name: "val" for p in val} | {p.name: "train" for p in train}
+    for a, b in [("aloeL.jpg", "aloeR.jpg"), ("leuvenA.jpg", "leuvenB.jpg"), ("graf1.png", "graf3.png"),
+                 ("motorcycle_left.png", "motorcycle_right.png")]:
+        assert side[a] == side[b]

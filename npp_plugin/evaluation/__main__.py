@@ -115,10 +115,11 @@ def _labels(path: str | None) -> dict[str, int] | None:
 def _images(args) -> tuple[list, dict]:
     from .inputs import DEFAULT_CROP, builtin_images, folder_images, select_evenly
 
-    if args.images == "builtin":
+    if args.images.split(":")[0] == "builtin":
         crop = args.crop_size or DEFAULT_CROP
-        items = builtin_images(crop_size=crop, stride=args.stride)
-        desc = {"source": "builtin", "crop_size": crop, "stride": args.stride or crop}
+        split = args.images.partition(":")[2] or "all"
+        items = builtin_images(crop_size=crop, stride=args.stride, split=split)
+        desc = {"source": args.images, "crop_size": crop, "stride": args.stride or crop, "split": split}
     else:
         items = folder_images(args.images, crop_size=args.crop_size, stride=args.stride)
         desc = {"source": str(Path(args.images).resolve()), "crop_size": args.crop_size, "stride": args.stride}
@@ -132,7 +133,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", default="auto", help="comma-separated QPs, or 'auto' (calibrate; default)")
     p.add_argument("--variants", default="plain", help="'plain' and/or preprocessor specs, e.g. plain,blur05,npp")
     p.add_argument("--tasks", default="mobilenet_v2", help="task networks, or 'none' for fidelity only")
-    p.add_argument("--images", default="builtin", help="'builtin' or a folder of images")
+    p.add_argument("--images", default="builtin",
+                   help="'builtin', 'builtin:val' (photos held out from training), 'builtin:train', or a folder")
     p.add_argument("--crop-size", type=int, default=None, help="square crops of this size (builtin default 144)")
     p.add_argument("--stride", type=int, default=None, help="crop stride (default: crop size)")
     p.add_argument("--max-images", type=int, default=None, help="use this many images, spread evenly")

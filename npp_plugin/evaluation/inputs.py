@@ -78,13 +78,21 @@ def _check_crop(crop: int | None, stride: int | None) -> None:
             raise InvalidArgumentError(msg, argument=key, allowed=">= 16")
 
 
-def builtin_images(*, crop_size: int = DEFAULT_CROP, stride: int | None = None) -> list[EvalImage]:
+def builtin_images(
+    *, crop_size: int = DEFAULT_CROP, stride: int | None = None, split: str = "all"
+) -> list[EvalImage]:
     """Grid crops of the photos in :func:`npp_plugin.datasets.builtin_photos` (same grid as
-    :func:`~npp_plugin.datasets.fixed_crops`)."""
-    from ..datasets import builtin_photos
+    :func:`~npp_plugin.datasets.fixed_crops`). ``split`` "val" keeps only the photos that
+    training holds out (:func:`~npp_plugin.datasets.split_files`), "train" the others."""
+    from ..datasets import builtin_photos, split_files
 
     _check_crop(crop_size, stride)
     files = builtin_photos()
+    if split not in ("all", "train", "val"):
+        msg = f"evaluation images: split {split!r} is not one of all, train, val"
+        raise InvalidArgumentError(msg, argument="images", allowed="builtin, builtin:train, builtin:val")
+    if split != "all":
+        files = dict(zip(("train", "val"), split_files(files)))[split]
     if not files:
         msg = "no built-in photos found (they come from scikit-image, scikit-learn, matplotlib, opencv-doc)"
         raise InvalidArgumentError(msg, argument="images", allowed="builtin photos or a folder")
