@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * npp_bpg: the BPG still-image format on Debian's libx265 (encoder) and libde265
+ * (decoder). Flat C API for ctypes: no global mutable state, every call is
+ * independent and thread-safe, the library allocates and frees what it returns.
+ * (The only static objects: a mutex serialising x265_encoder_open/close, because x265
+ * initialises process-wide tables there, and a pthread_once that keeps libde265's
+ * lookup tables initialised.)
+ *
+ * Format reference: ../shared/conformance/bpg/FORMAT.md (libbpg 0.9.8). Pixel
+ * pre-processing (RGB -> YCbCr, chroma decimation, padding) and post-processing
+ * (cropping, chroma upsampling, YCbCr -> RGB) follow its sections 11 and 12
+ * bit-exactly, so decoded RGB equals the reference bpgdec's.
+ */
+#ifndef NPP_BPG_H
+#define NPP_BPG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define NPP_API(type) __declspec(dllexport) type
+#else
+#define NPP_API(type) __attribute__((visibility("default"))) type
+#endif
+
+#define NPP_BPG_VERSION "1.0.0"
+/* Bumped whenever a struct below or a prototype changes (checked by the loader). */
+#define NPP_BPG_ABI 1
+
+/* Status codes (the return value of every fallible call). */
+enum {
+    NPP_BPG_OK = 0,
+    NPP_BPG_ERR_ARGUMENT = 1,    /* bad parameter or image */
+    NPP_BPG_ERR_NOMEM = 2,       /* allocation failed */
+    NPP_BPG_ERR_CORRUPT = 3,     /* not BPG, truncated or corrupt bitstream */
+    NPP_BPG_ERR_UNSUPPORTED = 4, /* valid BPG using a feature we do not decode */
+    NPP_BPG_ERR_ENCODER = 5,     /* libx265 refused or failed */
+    NPP_BPG_ERR_DECODER = 6      /* libde265 failed on a well-formed container */
+};
+
+/* pixel_format of the BPG header (also the "chroma" option of the encoder). */
+enum {
+    NPP_BPG_FORMAT_GRAY = 0,
+    NPP_BPG_FORMAT_420 = 1,       /* JPEG chroma siting (bpgenc default) */
+    NPP_BPG_FORMAT_422 = 2,
+    NPP_BPG_FORMAT_444 = 3,
+    NPP_BPG_FORMAT_420_VIDEO = 4, /* MPEG-2 siting */
+    NPP_BPG_FORMAT_422_VIDEO = 5
+};
+
+/* color_space of the BPG header. */
+enum {
+    NPP_BPG_CS_YCBCR = 0, /* BT.601 */
+    NPP_BPG_CS_RGB = 1,   /* G, B, R planes */
+    NPP_BPG_CS_YCGCO = 2,
+    NPP_BPG_CS_YCBCR_BT709 = 3,
+    NPP_BPG_CS_YCBCR_BT2020 = 4
+};
+
+/* level 0 is not a bpgenc level: x265 "ultrafast", the fast setting for
+ * training loops. 1..9 map to x265 presets as bpgenc -m does. */
+#define NPP_BPG_LEVEL_FAST 0
+
+typedef struct npp_bpg_encode_params {
+    int qp;            /* 0..51 (ignored when lossless) */
+    int pixel_format;  /* NPP_BPG_FORMAT_* */
+    int bit_depth;     /* 8, 10 or 12 */
+    int color_space;   /* NPP_BPG_CS_* ; gray needs a YCbCr/YCgCo space */
+    int limited_range; /* 0 or 1 */
+    int lossless;      /* 0 or 1: x265 lossless (transquant bypass) */
+    int level;         /* 0 (fast) or 1..9 like bpgenc -m; default 8 */
+    int hash;          /* 0 or 1: MD5 picture hash SEI (bpgenc -hash) */
+} npp_bpg_encode_params;
+
+typedef struct npp_bpg_info {
+    int width, height;
+    int pixel_format;  /* NPP_BPG_FORMAT_* */
+    int bit_depth;     /* 8..14 */
+    int color_space;   /* NPP_BPG_CS_* (5+ reserved) */
+    int limited_range;
+    int has_alpha;     /* alpha1_flag */
+    int alpha2;        /* premultiplied alpha (with alpha) or W plane (without) */
+    int animation;
+    int has_extension;
+    uint32_t extension_tags; /* bit t set when an extension record with tag t < 32 exists */
+    int loop_count, frame_period_num, frame_period_den; /* animation extension (tag 5) */
+    size_t header_size; /* bytes before the first compact HEVC header */
+} npp_bpg_info;
+
+/* Library version string, e.g. "1.0.0 (x265 build 199, libde265 1.0.11)". Static, do not
+ * free. */
+NPP_API(const char *) npp_bpg_version(void);
+/* NPP_BPG_ABI of the built library. */
+NPP_API(int) npp_bpg_abi(void);
+/* bpgenc's defaults: qp 29, 4:2:0, 8 bit, YCbCr BT.601, full range, level 8. */
+NPP_API(void) npp_bpg_default_params(npp_bpg_encode_params *params);
+
+/* Encode an interleaved 8-bit image (channels 1 = gray or 3 = RGB, rows `stride`
+ * bytes apart) to a BPG file in *out (free with npp_bpg_free). On failure returns
+ * a status and, when errmsg is not NULL, a message in *errmsg (free it too). */
+NPP_API(int) npp_bpg_encode(const uint8_t *pixels, int width, int height, int channels,
+                            ptrdiff_t stride, const npp_bpg_encode_params *params,
+                            uint8_t **out, size_t *out_len, char **errmsg);
+
+/* A reusable encoder (one per thread: a handle is not safe for concurrent use). It
+ * keeps its x265 instance open while size and format stay the same, which is much
+ * cheaper than npp_bpg_encode per picture (and avoids x265 3.5's per-open leak). The
+ * output is identical to npp_bpg_encode's with the same parameters and qp. */
+typedef struct npp_bpg_encoder npp_bpg_encoder;
+NPP_API(int) npp_bpg_encoder_new(const npp_bpg_encode_params *params, npp_bpg_encoder **enc,
+                                 char **errmsg);
+NPP_API(int) npp_bpg_encoder_encode(npp_bpg_encoder *enc, const uint8_t *pixels, int width,
+                                    int height, int channels, ptrdiff_t stride, int qp,
+                                    uint8_t **out, size_t *out_len, char **errmsg);
+NPP_API(void) npp_bpg_encoder_free(npp_bpg_encoder *enc);
+
+/* Parse the container header only (no HEVC decoding). */
+NPP_API(int) npp_bpg_get_info(const uint8_t *data, size_t len, npp_bpg_info *info,
+                              char **errmsg);
+
+/* Decoding flags. VERIFY decodes twice to detect slice data cut short, which libde265
+ * does not report (it reads zeros past the end): use it for files from outside, not
+ * for bitstreams just produced by npp_bpg_encode. Costs a second HEVC decode. */
+#define NPP_BPG_DECODE_VERIFY 1
+
+/* Decode a BPG file to interleaved RGB: out_bits 8 gives uint8 samples, 16 gives
+ * native-endian uint16 samples (bpgdec -b 16). *out holds width*height*3 samples
+ * (free with npp_bpg_free). An alpha plane (non-premultiplied) is ignored;
+ * premultiplied alpha and CMYK (W plane) files give NPP_BPG_ERR_UNSUPPORTED.
+ * Animations decode to their first frame. Any decoder warning, a missing CTB or a
+ * malformed SEI gives NPP_BPG_ERR_CORRUPT. */
+NPP_API(int) npp_bpg_decode(const uint8_t *data, size_t len, int out_bits, int flags,
+                            uint8_t **out, size_t *out_len, npp_bpg_info *info, char **errmsg);
+
+/* As npp_bpg_decode, into a caller buffer of out_size bytes, which must hold
+ * width*height*3 samples (get them with npp_bpg_get_info). */
+NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
+                                 uint8_t *out, size_t out_size, npp_bpg_info *info,
+                                 char **errmsg);
+
+/* Free anything this library returned (NULL is fine). */
+NPP_API(void) npp_bpg_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NPP_BPG_H */

@@ -1,0 +1,129 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""BPG speed: the in-process route against the subprocess route, and a batch on all
+cores against one thread.
+
+Run:
+    PYTHONPATH=. .venv/bin/pytest tests/benchmarks/test_bench_bpg.py --benchmark-only \
+        --benchmark-columns=median,iqr,min,rounds
+
+Groups (compare the medians inside a group; the ratio is also stored in ``extra_info`` of
+the second benchmark and printed with ``-s``):
+
+* ``bpg-per-image-<setting>``: one 256x256 photo crop, encode + decode at qp 34.
+  ``inprocess`` = ``codec.roundtrip`` of that one image with one worker: the training
+  loop's route (tensor in, tensor and bits out, one HEVC decode).
+  ``subprocess`` = what CompressAI's ``BPG`` bench codec and the paper's code do: write a
+  PNG, run an encoder process, run a decoder process, read the PNG back, where the two
+  processes are our own ``npp-bpgenc`` / ``npp-bpgdec`` over the same library, so the
+  pixels are identical and only the route differs. Target: >= 10x at the fast setting.
+  ``inprocess_api`` = ``codec.encode`` + ``codec.decode`` for reference: ``decode`` of
+  outside data verifies the stream with a second HEVC decode (NPP_BPG_DECODE_VERIFY).
+* ``bpg-batch16``: ``codec.roundtrip`` of 16 different 256x256 crops with one worker per
+  core against ``workers=1``. Target: >= 1.8x on 2 cores.
+
+The machine may be shared: quote medians, and rerun when the IQR is large.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+
+from npp_plugin.codec import default_workers  # noqa: E402
+from npp_plugin.codecs.bpg import BpgCodec  # noqa: E402
+
+QP = 34
+SETTINGS = {"fast": {"fast": True}, "level8": {"level": 8}}
+_MEDIANS: dict[str, float] = {}
+
+pytestmark = pytest.mark.skipif(
+    not BpgCodec.is_available(), reason=f"libnpp_bpg unavailable: {BpgCodec.unavailable_reason()}"
+)
+
+
+def _tool(name: str):
+    from npp_plugin._native import _lib
+
+    path = _lib.library_path().parent / name
+    if not path.is_file():
+        pytest.skip(f"{path} not built (python setup.py build_native)")
+    return str(path)
+
+
+def _record(benchmark, key: str, other: str | None) -> None:
+    _MEDIANS[key] = benchmark.stats.stats.median
+    if other in _MEDIANS:
+        ratio = _MEDIANS[key] / _MEDIANS[other] if "subprocess" in key else _MEDIANS[other] / _MEDIANS[key]
+        benchmark.extra_info["ratio"] = round(ratio, 2)
+        print(f"\n{key} vs {other}: {ratio:.2f}x")
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_inprocess_per_image(benchmark, photo, setting):
+    codec = BpgCodec(**SETTINGS[setting])
+    one = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0
+    benchmark.group = f"bpg-per-image-{setting}"
+    recon, bits = benchmark(lambda: codec.roundtrip(one, qp=QP, workers=1))
+    assert recon.shape == one.shape and bits.shape == (1,)
+    _record(benchmark, f"inprocess-{setting}", f"subprocess-{setting}")
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_inprocess_api_per_image(benchmark, photo, setting):
+    codec = BpgCodec(**SETTINGS[setting])
+    benchmark.group = f"bpg-per-image-{setting}"
+    out = benchmark(lambda: codec.decode(codec.encode(photo, qp=QP)))
+    assert out.shape == photo.shape
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_subprocess_per_image(benchmark, photo, tmp_path, setting):
+    enc, dec = _tool("npp-bpgenc"), _tool("npp-bpgdec")
+    src, bpg, out_png = tmp_path / "in.png", tmp_path / "x.bpg", tmp_path / "out.png"
+    flags = ["-fast"] if setting == "fast" else ["-m", "8"]
+
+    def route() -> np.ndarray:
+        Image.fromarray(photo).save(src)
+        subprocess.run([enc, *flags, "-q", str(QP), "-o", str(bpg), str(src)], check=True)
+        subprocess.run([dec, "-o", str(out_png), str(bpg)], check=True)
+        with Image.open(out_png) as im:
+            return np.asarray(im.convert("RGB"))
+
+    benchmark.group = f"bpg-per-image-{setting}"
+    out = benchmark(route)
+    codec = BpgCodec(**SETTINGS[setting])
+    assert bpg.read_bytes() == codec.encode(photo, qp=QP)  # same library, same bytes
+    assert np.array_equal(out, codec.decode(bpg.read_bytes()))
+    _record(benchmark, f"subprocess-{setting}", f"inprocess-{setting}")
+
+
+@pytest.fixture(scope="module")
+def batch16(photo) -> torch.Tensor:
+    from npp_plugin.datasets import builtin_photos, load_rgb
+
+    photos = {p.name: p for p in builtin_photos()}
+    full = load_rgb(photos["astronaut.png"]) if "astronaut.png" in photos else np.tile(photo, (2, 2, 1))
+    crops = [full[y : y + 256, x : x + 256] for y in (0, 80, 170, 256) for x in (0, 90, 180, 256)]
+    arr = np.stack([np.ascontiguousarray(c) for c in crops])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
+
+
+@pytest.mark.parametrize("workers", [1, None], ids=["one-thread", "all-cores"])
+def test_batch16_roundtrip(benchmark, batch16, workers):
+    codec = BpgCodec(fast=True)
+    benchmark.group = "bpg-batch16"
+    benchmark.extra_info["cores"] = default_workers()
+    recon, bits = benchmark(lambda: codec.roundtrip(batch16, qp=QP, workers=workers))
+    assert recon.shape == batch16.shape and bits.shape == (16,)
+    key = f"batch16-{'one' if workers == 1 else 'all'}"
+    _MEDIANS[key] = benchmark.stats.stats.median
+    if key == "batch16-all" and "batch16-one" in _MEDIANS:
+        ratio = _MEDIANS["batch16-one"] / _MEDIANS[key]
+        benchmark.extra_info["speedup_vs_one_thread"] = round(ratio, 2)
+        print(f"\nbatch16 all cores ({default_workers()}) vs one thread: {ratio:.2f}x")

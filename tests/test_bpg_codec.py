@@ -1,0 +1,286 @@
+"""Unit tests of the in-process BPG codec: options, header info, round trips, the ctypes
+loader, and the C pixel arithmetic against FORMAT.md's worked examples."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import npp_plugin
+from npp_plugin.codecs.bpg import BpgCodec
+from npp_plugin.errors import (
+    CodecUnavailableError,
+    CorruptStreamError,
+    InvalidArgumentError,
+    NativeLibraryError,
+)
+
+from .conftest import ROOT, psnr
+
+pytestmark = pytest.mark.skipif(
+    not BpgCodec.is_available(), reason=f"libnpp_bpg unavailable: {BpgCodec.unavailable_reason()}"
+)
+
+
+@pytest.fixture(scope="module")
+def small(photo) -> np.ndarray:
+    return np.ascontiguousarray(photo[40:104, 60:140])  # 64 x 80, a real texture
+
+
+def test_registered_through_the_plugin_hook():
+    assert "bpg" in npp_plugin.available_codecs()
+    codec = npp_plugin.get_codec("bpg")
+    assert isinstance(codec, BpgCodec)
+    assert codec.get_config()["level"] == 8 and codec.get_config()["chroma"] == "420"
+    assert "x265" in codec.version() and "libde265" in codec.version()
+    assert BpgCodec.from_config(npp_plugin.get_codec("bpg", fast=True).get_config()) == BpgCodec(fast=True)
+
+
+def test_default_stream_layout(small):
+    data = BpgCodec().encode(small, qp=30)
+    assert data[:4] == b"BPG\xfb"
+    assert data[4] == 0x20 and data[5] == 0x00  # 4:2:0, 8 bit, YCbCr BT.601, full range
+    assert data[6:9] == bytes([80, 64, 0])  # ue7 width, height, picture_data_length 0
+    info = BpgCodec().info(data)
+    assert (info["width"], info["height"], info["bytes"]) == (80, 64, len(data))
+    # compact header of level 8 = bpgenc -m 8 (FORMAT.md section 8): 92 47 40
+    assert data[9:13] == bytes.fromhex("03924740")
+    # NAL data starts with the PPS header, its start code removed
+    assert data[13:15] == bytes.fromhex("4401")
+
+
+@pytest.mark.parametrize(
+    ("options", "chroma", "bit_depth", "color_space"),
+    [
+        ({}, "420", 8, "ycbcr"),
+        ({"chroma": "444"}, "444", 8, "ycbcr"),
+        ({"chroma": "422"}, "422", 8, "ycbcr"),
+        ({"chroma": "gray"}, "gray", 8, "ycbcr"),
+        ({"chroma": "420_video"}, "420_video", 8, "ycbcr"),
+        ({"bit_depth": 10}, "420", 10, "ycbcr"),
+        ({"bit_depth": 12, "chroma": "444"}, "444", 12, "ycbcr"),
+        ({"color_space": "rgb"}, "444", 8, "rgb"),  # -c rgb implies 4:4:4, as bpgenc
+        ({"color_space": "ycgco"}, "420", 8, "ycgco"),
+        ({"color_space": "ycbcr_bt709", "limited_range": True}, "420", 8, "ycbcr_bt709"),
+        ({"lossless": True, "chroma": "420"}, "444", 8, "rgb"),
+    ],
+)
+def test_options_reach_the_header_and_decode(small, options, chroma, bit_depth, color_space):
+    codec = BpgCodec(**options)
+    data = codec.encode(small, qp=28)
+    info = codec.info(data)
+    assert (info["chroma"], info["bit_depth"], info["color_space"]) == (chroma, bit_depth, color_space)
+    assert info["limited_range"] == options.get("limited_range", False)
+    rec = codec.decode(data)
+    assert rec.shape == small.shape and rec.dtype == np.uint8
+    if chroma == "gray":
+        assert (rec[..., 0] == rec[..., 1]).all() and (rec[..., 1] == rec[..., 2]).all()
+        luma = small.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        assert psnr(luma, rec[..., 0].astype(np.float64)) > 33
+    elif options.get("lossless"):
+        assert np.array_equal(rec, small)
+    else:
+        assert psnr(small, rec) > 33
+
+
+def test_high_bit_depth_decode_returns_uint16(small):
+    codec = BpgCodec(bit_depth=10)
+    data = codec.encode(small, qp=30)
+    wide = codec.decode(data, high_bit_depth=True)
+    narrow = codec.decode(data)
+    assert wide.dtype == np.uint16 and narrow.dtype == np.uint8
+    # bpgdec -b 16 vs -b 8 of the same planes differ by scaling only (~x257)
+    assert np.abs(wide.astype(np.float64) / 257 - narrow).max() <= 1.0
+    # an 8-bit stream stays uint8 even when high_bit_depth is asked for
+    assert BpgCodec().decode(BpgCodec().encode(small, qp=30), high_bit_depth=True).dtype == np.uint8
+
+
+def test_lossless_is_exact_on_odd_sizes_and_noise():
+    rng = np.random.default_rng(7)
+    codec = BpgCodec(lossless=True, level=1)
+    for h, w in [(9, 9), (17, 33), (31, 10)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        assert np.array_equal(codec.decode(codec.encode(img, qp=40)), img)
+
+
+def test_levels_change_effort_and_fast_is_valid_bpg(photo):
+    sizes = {lv: len(BpgCodec(level=lv).encode(photo, qp=34)) for lv in (1, 8)}
+    fast = BpgCodec(fast=True).encode(photo, qp=34)
+    # level 8 (veryslow, RDOQ) packs better than level 1 (superfast)
+    assert sizes[8] < sizes[1]
+    # level 1 = superfast: CTU 32 -> compact header b9 24 as bpgenc -m 1
+    assert BpgCodec(level=1).encode(photo, qp=34)[11:14] == bytes.fromhex("02b924")
+    # fast = x265 ultrafast (minimum CU 16): still decodes to a good picture
+    assert psnr(photo, BpgCodec().decode(fast)) > 30
+    assert len(fast) < 1.5 * sizes[1]
+
+
+def test_qp_option_is_hevc_qp(small):
+    codec = BpgCodec(fast=True)
+    sizes = [len(codec.encode(small, qp=q)) for q in (10, 25, 40, 51)]
+    assert sizes == sorted(sizes, reverse=True)
+    with pytest.raises(InvalidArgumentError) as err:
+        codec.encode(small, qp=52)
+    assert err.value.argument == "qp" and err.value.codec == "bpg"
+
+
+@pytest.mark.parametrize(
+    ("options", "argument"),
+    [({"level": 0}, "level"), ({"level": 10}, "level"), ({"bit_depth": 9}, "bit_depth"),
+     ({"chroma": "411"}, "chroma"), ({"color_space": "xyz"}, "color_space"),
+     ({"fast": 1}, "fast"), ({"speed": 3}, "speed")],
+)
+def test_bad_options_name_the_argument(options, argument):
+    with pytest.raises(InvalidArgumentError) as err:
+        BpgCodec(**options)
+    assert err.value.argument == argument and err.value.codec == "bpg"
+
+
+def test_gray_with_rgb_color_space_is_refused(small):
+    with pytest.raises(InvalidArgumentError, match="gray") as err:
+        BpgCodec(chroma="gray", color_space="rgb").encode(small, qp=30)
+    assert err.value.argument == "color_space"
+
+
+def test_pictures_below_nine_pixels_are_refused_clearly():
+    with pytest.raises(InvalidArgumentError, match="too small"):
+        BpgCodec().encode(np.zeros((8, 40, 3), np.uint8), qp=30)
+
+
+def test_info_is_header_only_and_rejects_foreign_data(small):
+    data = BpgCodec().encode(small, qp=30)
+    # the header alone is enough for info(), not for decode()
+    head = data[:9]
+    assert BpgCodec().info(head)["width"] == 80
+    with pytest.raises(CorruptStreamError):
+        BpgCodec().decode(head)
+    with pytest.raises(CorruptStreamError, match="not a bpg"):
+        BpgCodec().info(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    assert BpgCodec.check(data) and not BpgCodec.check(b"\xff\xd8\xff")
+
+
+def test_roundtrip_batch_equals_single_calls(photo):
+    codec = BpgCodec(fast=True)
+    imgs = [photo[i * 32 : i * 32 + 48, :64] for i in range(5)]
+    batch = torch.stack([torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1) / 255.0 for i in imgs])
+    for workers in (1, 3):
+        recon, bits = codec.roundtrip(batch, qp=33, workers=workers)
+        for k, img in enumerate(imgs):
+            data = codec.encode(img, qp=33)
+            assert bits[k].item() == 8 * len(data)
+            ref = torch.from_numpy(codec.decode(data)).permute(2, 0, 1) / 255.0
+            assert torch.allclose(recon[k], ref.to(recon.dtype), atol=0)
+
+
+# -- the ctypes loader ---------------------------------------------------------------------
+
+
+def test_loader_env_override_and_clear_errors(monkeypatch, tmp_path, small):
+    from npp_plugin._native import _lib
+
+    real = _lib.library_path()
+    copy = tmp_path / "libnpp_bpg_copy.so"
+    shutil.copy(real, copy)
+    monkeypatch.setenv(_lib.ENV_VAR, str(copy))
+    assert _lib.library_path() == copy
+    assert BpgCodec().decode(BpgCodec().encode(small, qp=30)).shape == small.shape
+
+    monkeypatch.setenv(_lib.ENV_VAR, str(tmp_path / "missing.so"))
+    with pytest.raises(NativeLibraryError, match="not found") as err:
+        _lib.get_lib()
+    assert "NPP_BPG_LIBRARY" in str(err.value) and "build_native" in str(err.value)
+    assert not BpgCodec.is_available()
+    with pytest.raises(CodecUnavailableError, match="unavailable"):
+        BpgCodec().encode(small, qp=30)
+
+    foreign = tmp_path / "foreign.so"  # a real shared library without the npp_bpg_* API
+    libz = next((p for p in ("/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1")
+                 if Path(p).exists()), None)
+    if libz:
+        shutil.copy(libz, foreign)
+        monkeypatch.setenv(_lib.ENV_VAR, str(foreign))
+        with pytest.raises(NativeLibraryError, match="Likely causes") as err:
+            _lib.get_lib()
+        assert isinstance(err.value.__cause__, AttributeError)
+
+    monkeypatch.delenv(_lib.ENV_VAR)
+    assert BpgCodec.is_available()
+
+
+def test_library_errors_carry_the_native_message():
+    from npp_plugin._native import _lib
+
+    lib = _lib.get_lib()
+    params = _lib.EncodeParams()
+    lib.npp_bpg_default_params(params)
+    params.bit_depth = 9
+    img = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(InvalidArgumentError, match="bit_depth=9") as err:
+        BpgCodec._encode_raw(lib, img, params)
+    assert err.value.argument == "bit_depth"
+    params.bit_depth, params.qp = 8, 60
+    with pytest.raises(InvalidArgumentError, match="qp=60"):
+        BpgCodec._encode_raw(lib, img, params)
+    params.qp, params.level = 30, 11
+    with pytest.raises(InvalidArgumentError, match="level=11"):
+        BpgCodec._encode_raw(lib, img, params)
+    with pytest.raises(InvalidArgumentError, match="out_bits"):
+        err, ref = _lib.new_errmsg()
+        out, n = _lib.c_void_p(), _lib.c_size_t()
+        data = BpgCodec().encode(img, qp=30)
+        _lib.check_status(lib, lib.npp_bpg_decode(data, len(data), 12, 0, _lib.byref(out),
+                                                  _lib.byref(n), None, ref), err, action="decode")
+
+
+# -- C pixel arithmetic vs FORMAT.md worked examples ------------------------------------------
+
+
+def test_native_pixel_arithmetic_matches_format_md(tmp_path):
+    """Assert the C conversion/decimation/upsampling reproduces FORMAT.md 11.9 / 12.6."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build native/tests/test_pixels.c")
+    exe = tmp_path / "test_pixels"
+    native = ROOT / "native"
+    subprocess.run([cc, "-O1", "-ffp-contract=off", f"-I{native}", "-o", str(exe),
+                    str(native / "tests" / "test_pixels.c"), str(native / "bpg_bits.c"), "-lm"],
+                   check=True, capture_output=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.strip().endswith("0 failures")
+
+
+def test_pooled_encoders_give_one_shot_bytes_whatever_they_encoded_before(photo):
+    """Reused x265 instances (the codec's pool) must not depend on their history."""
+    from npp_plugin._native import _lib
+
+    lib = _lib.get_lib()
+    crops = [np.ascontiguousarray(photo[y : y + 72, x : x + 88]) for y, x in ((0, 0), (90, 40), (170, 150))]
+    for options in ({"fast": True}, {"level": 4, "chroma": "444"}, {"bit_depth": 10, "level": 2}):
+        codec = BpgCodec(**options)
+        for qp in (0, 22, 37, 51):
+            for crop in crops:
+                params = codec._native_params(qp, dict(codec._config))
+                ptr, n = BpgCodec._encode_raw(lib, crop, params)
+                try:
+                    one_shot = _lib.ctypes.string_at(ptr.value, n.value)
+                finally:
+                    lib.npp_bpg_free(ptr)
+                assert codec.encode(crop, qp=qp) == one_shot
+
+
+def test_hash_option_adds_a_verified_md5_sei(small):
+    codec = BpgCodec(hash=True, fast=True)
+    data = codec.encode(small, qp=30)
+    plain = BpgCodec(fast=True).encode(small, qp=30)
+    assert len(data) > len(plain) and bytes.fromhex("000001") + bytes([40 << 1]) in data  # suffix SEI
+    assert np.array_equal(codec.decode(data), BpgCodec().decode(plain))
+    bad = bytearray(data)
+    bad[len(plain) - 8] ^= 0x10  # inside the slice data: the MD5 check catches it
+    with pytest.raises(CorruptStreamError):
+        codec.decode(bytes(bad))
