@@ -22,7 +22,7 @@ fi
 VPY="$VENV/bin/python"
 
 stamp="$VENV/.npp-setup-stamp"
-want=$(cat pyproject.toml hooks/*/pyproject.toml setup.py native/*.c native/*.h 2>/dev/null | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml hooks/*/pyproject.toml setup.py native/*.[ch] native/*/*.c 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c "import npp_plugin, torch, torchvision" 2>/dev/null; then
   echo "setup: $VENV is up to date"
   exit 0
