@@ -74,16 +74,12 @@ def _from_numpy(arr: np.ndarray, codec: str | None) -> np.ndarray:
 
 
 def _from_tensor(t: Any, codec: str | None) -> np.ndarray:
-    import torch
-
     name = codec or "codec"
     if t.ndim != 3 or t.shape[0] != 3:
         msg = f"{name}: tensor image has shape {tuple(t.shape)}; expected (3, H, W) float in [0, 1]"
         raise ShapeError(msg, actual_shape=tuple(t.shape), expected_shape="(3, H, W)", codec=codec)
     _check_size(t.shape[1], t.shape[2], codec, tuple(t.shape))
-    batch = tensor_batch_to_uint8(t.unsqueeze(0), codec=codec)
-    del torch
-    return batch[0]
+    return tensor_batch_to_uint8(t.unsqueeze(0), codec=codec)[0]
 
 
 def to_uint8_rgb(image: Any, *, codec: str | None = None) -> np.ndarray:

@@ -89,65 +89,47 @@ def _validate_codec(cls: Any) -> str:
     return name
 
 
-def _fill(pm: pluggy.PluginManager, hook_name: str, registry: Registry, make_register) -> None:
+def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, unknown, attr: str) -> Registry:
+    """Call each plugin's ``hook_name`` on its own with a register callback that validates
+    every entry; failures are recorded against that plugin (and warned about)."""
     from .plugins import PluginInfo, PluginWarning, plugin_infos
 
-    infos = plugin_infos(pm)
-    hook = getattr(pm.hook, hook_name)
-    # In registration order (pluggy would call last-registered first): built-ins come first,
-    # so a third-party duplicate is the one refused.
-    for impl in hook.get_hookimpls():
-        info = infos.get(impl.plugin_name) or infos.setdefault(
-            impl.plugin_name, PluginInfo(impl.plugin_name, getattr(impl.plugin, "__name__", "?"))
-        )
-        register = make_register(info)
-        try:
-            impl.function(register=register)
-        except Exception as exc:
-            msg = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-            info.errors.append(msg)
-            warnings.warn(f"npp_plugin: plugin {info.name!r} {msg}", PluginWarning, stacklevel=2)
-
-
-def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, unknown, attr: str) -> Registry:
     registry: Registry = Registry(kind, unknown)
+    infos = plugin_infos(pm)
 
-    def make_register(info):
-        def register(*args, **kwargs):
-            if kind == "codec":
-                (cls,) = args
-                name = _validate_codec(cls)
-                entry = cls
-            else:
-                name, entry = args if len(args) == 2 else (kwargs["name"], kwargs["factory"])
-                if not callable(entry):
-                    msg = f"{kind} {name!r} from plugin {info.name!r} is not callable"
-                    raise PluginError(msg, plugin=info.name)
+    def record(info: PluginInfo, msg: str) -> None:
+        info.errors.append(msg)
+        warnings.warn(f"npp_plugin: plugin {info.name!r}: {msg}", PluginWarning, stacklevel=3)
+
+    def make_register(info: PluginInfo):
+        def register(*args: Any, **kwargs: Any) -> None:
             try:
+                if kind == "codec":
+                    (entry,) = args
+                    name = _validate_codec(entry)
+                else:
+                    name, entry = args if len(args) == 2 else (kwargs["name"], kwargs["factory"])
+                    if not callable(entry):
+                        msg = f"{kind} {name!r} from plugin {info.name!r} is not callable"
+                        raise PluginError(msg, plugin=info.name)
                 registry.add(name, entry, plugin=info.name)
-            except PluginError as exc:
-                exc.plugin = info.name
-                raise
+            except PluginError as exc:  # keep the plugin's other entries
+                record(info, str(exc))
+                return
             getattr(info, attr).append(name)
 
         return register
 
-    def guarded(info):
-        reg = make_register(info)
-
-        def register(*args, **kwargs):
-            # Record bad registrations against the plugin; keep its other entries.
-            try:
-                reg(*args, **kwargs)
-            except PluginError as exc:
-                info.errors.append(str(exc))
-                from .plugins import PluginWarning
-
-                warnings.warn(f"npp_plugin: {exc}", PluginWarning, stacklevel=2)
-
-        return register
-
-    _fill(pm, hook_name, registry, guarded)
+    # In registration order (pluggy would call last-registered first): built-ins come first,
+    # so a third-party duplicate is the one refused.
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        info = infos.get(impl.plugin_name) or infos.setdefault(
+            impl.plugin_name, PluginInfo(impl.plugin_name, getattr(impl.plugin, "__name__", "?"))
+        )
+        try:
+            impl.function(register=make_register(info))
+        except Exception as exc:
+            record(info, f"{hook_name} failed: {type(exc).__name__}: {exc}")
     return registry
 
 

@@ -95,7 +95,8 @@ def test_atomic_write_cleans_up_on_error(tmp_path, monkeypatch):
     target = tmp_path / "f.bin"
 
     def boom(*a):
-        raise OSError("disk full")
+        msg = "disk full"
+        raise OSError(msg)
 
     monkeypatch.setattr(fileio.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):

@@ -78,7 +78,7 @@ def test_jpeg_qp_to_quality_is_monotone():
     from npp_jpeg import qp_to_quality
 
     q = [qp_to_quality(qp) for qp in range(52)]
-    assert all(a >= b for a, b in zip(q, q[1:]))
+    assert all(a >= b for a, b in zip(q, q[1:], strict=False))
     assert q[30] == 50 and q[24] == 75 and q[0] >= 95 and q[51] <= 5
 
 

@@ -34,7 +34,7 @@ def test_fixed_crops_are_deterministic_and_in_bounds():
     b = list(fixed_crops(photos, size=96))
     assert [c.key for c in a] == [c.key for c in b]
     assert all(c.pixels.shape == (96, 96, 3) for c in a)
-    assert all(np.array_equal(x.pixels, y.pixels) for x, y in zip(a, b))
+    assert all(np.array_equal(x.pixels, y.pixels) for x, y in zip(a, b, strict=False))
 
 
 def test_public_api_surface():

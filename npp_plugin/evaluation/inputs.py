@@ -92,7 +92,7 @@ def builtin_images(
         msg = f"evaluation images: split {split!r} is not one of all, train, val"
         raise InvalidArgumentError(msg, argument="images", allowed="builtin, builtin:train, builtin:val")
     if split != "all":
-        files = dict(zip(("train", "val"), split_files(files)))[split]
+        files = dict(zip(("train", "val"), split_files(files), strict=False))[split]
     if not files:
         msg = "no built-in photos found (they come from scikit-image, scikit-learn, matplotlib, opencv-doc)"
         raise InvalidArgumentError(msg, argument="images", allowed="builtin photos or a folder")
