@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import InvalidArgumentError, ShapeError
 
-__all__ = ["is_tensor", "tensor_batch_to_uint8", "to_uint8_rgb", "uint8_to_tensor_batch"]
+__all__ = ["check_image_batch", "is_tensor", "tensor_batch_to_uint8", "to_uint8_rgb", "uint8_to_tensor_batch"]
 
 _EXPECTED = "(H, W, 3) uint8 array, (3, H, W) float tensor in [0, 1], or RGB PIL image"
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -98,28 +98,39 @@ def to_uint8_rgb(image: Any, *, codec: str | None = None) -> np.ndarray:
     raise InvalidArgumentError(msg, codec=codec, argument="image", allowed=_EXPECTED)
 
 
+def check_image_batch(batch: Any, *, who: str, codec: str | None = None, values: bool = True) -> None:
+    """Raise unless ``batch`` is a (N, 3, H, W) float tensor, non-empty, and (with ``values``)
+    finite in [0, 1]. ``who`` names the caller in the message (a codec, preprocessor, task)."""
+    import torch
+
+    shape = tuple(batch.shape) if torch.is_tensor(batch) else ()
+    if not torch.is_tensor(batch) or batch.ndim != 4 or batch.shape[1] != 3:
+        msg = f"{who}: expected a (N, 3, H, W) float tensor in [0, 1], got shape {shape}"
+        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", codec=codec, argument="batch")
+    if not torch.is_floating_point(batch):
+        msg = f"{who}: tensor has dtype {batch.dtype}; expected a floating point tensor in [0, 1]"
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="float in [0, 1]")
+    if batch.numel() == 0:
+        msg = f"{who}: batch has zero size {shape}"
+        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", codec=codec)
+    if not values:
+        return
+    x = batch.detach()
+    if not bool(torch.isfinite(x).all()):
+        msg = f"{who}: image tensor contains NaN or infinite values"
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="finite values in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        msg = f"{who}: image tensor values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
+        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="[0, 1]")
+
+
 def tensor_batch_to_uint8(batch: Any, *, codec: str | None = None) -> np.ndarray:
     """(N, 3, H, W) float tensor in [0, 1] → (N, H, W, 3) uint8 numpy array (rounded)."""
     import torch
 
-    name = codec or "codec"
-    if not torch.is_floating_point(batch):
-        msg = f"{name}: tensor has dtype {batch.dtype}; expected a floating point tensor in [0, 1]"
-        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="float in [0, 1]")
-    if batch.ndim != 4 or batch.shape[1] != 3:
-        msg = f"{name}: batch has shape {tuple(batch.shape)}; expected (N, 3, H, W)"
-        raise ShapeError(msg, actual_shape=tuple(batch.shape), expected_shape="(N, 3, H, W)", codec=codec)
-    if batch.numel() == 0:
-        msg = f"{name}: batch has zero size {tuple(batch.shape)}"
-        raise ShapeError(msg, actual_shape=tuple(batch.shape), expected_shape="(N, 3, H, W)", codec=codec)
+    check_image_batch(batch, who=codec or "codec", codec=codec)
     x = batch.detach()
-    if not bool(torch.isfinite(x).all()):
-        msg = f"{name}: image tensor contains NaN or infinite values"
-        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="finite values in [0, 1]")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -1e-6 or hi > 1 + 1e-6:
-        msg = f"{name}: image tensor values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
-        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="[0, 1]")
     u8 = (x.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
     return np.ascontiguousarray(u8.permute(0, 2, 3, 1).cpu().numpy())
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .errors import InvalidArgumentError, ShapeError
-from .images import tensor_batch_to_uint8, uint8_to_tensor_batch
+from .errors import InvalidArgumentError
+from .images import check_image_batch, tensor_batch_to_uint8, uint8_to_tensor_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -31,22 +31,7 @@ class Preprocessor(ABC):
 
     def __call__(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         """Filter ``batch`` (N, 3, H, W) in [0, 1] for ``codec`` at ``qp``."""
-        import torch
-
-        if not torch.is_tensor(batch) or batch.ndim != 4 or batch.shape[1] != 3:
-            shape = tuple(batch.shape) if torch.is_tensor(batch) else ()
-            msg = f"preprocessor {self.name!r}: expected a (N, 3, H, W) tensor, got shape {shape}"
-            raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", argument="batch")
-        if not torch.is_floating_point(batch):
-            msg = f"preprocessor {self.name!r}: expected a float tensor in [0, 1], got {batch.dtype}"
-            raise InvalidArgumentError(msg, argument="batch", allowed="float in [0, 1]")
-        if not bool(torch.isfinite(batch).all()):
-            msg = f"preprocessor {self.name!r}: input contains NaN or infinite values"
-            raise InvalidArgumentError(msg, argument="batch", allowed="finite values in [0, 1]")
-        lo, hi = float(batch.min()), float(batch.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            msg = f"preprocessor {self.name!r}: input values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
-            raise InvalidArgumentError(msg, argument="batch", allowed="[0, 1]")
+        check_image_batch(batch, who=f"preprocessor {self.name!r}")
         return self.forward(batch, codec=codec, qp=qp).clamp(0, 1)
 
     @abstractmethod

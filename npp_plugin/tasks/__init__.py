@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import InvalidArgumentError, ShapeError
+from ..errors import InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -82,15 +82,9 @@ def freeze(module: Any) -> Any:
 
 def check_batch(batch: Any, task: str) -> None:
     """Raise ``ShapeError`` / ``InvalidArgumentError`` unless ``batch`` is (N, 3, H, W) float."""
-    import torch
+    from ..images import check_image_batch
 
-    if not torch.is_tensor(batch) or batch.ndim != 4 or batch.shape[1] != 3:
-        shape = tuple(batch.shape) if torch.is_tensor(batch) else ()
-        msg = f"task {task!r}: expected a (N, 3, H, W) float tensor in [0, 1], got shape {shape}"
-        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", argument="batch")
-    if not torch.is_floating_point(batch):
-        msg = f"task {task!r}: expected a float tensor in [0, 1], got dtype {batch.dtype}"
-        raise InvalidArgumentError(msg, argument="batch", allowed="float in [0, 1]")
+    check_image_batch(batch, who=f"task {task!r}", values=False)
 
 
 def check_reduction(reduction: str, task: str) -> None:
