@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--codecs", default="jpeg,bpg", help="comma-separated codecs (default jpeg,bpg)")
     parser.add_argument("--qps", default="28,31,34,37,41", help="QPs (default: the paper's 28,31,34,37,41)")
     parser.add_argument("--task", default="mobilenet_v2", help="task network (default mobilenet_v2)")
-    parser.add_argument("--max-images", type=int, default=240, help="crops to evaluate (default 240)")
+    parser.add_argument("--max-images", type=int, default=120, help="crops to evaluate (default 120)")
     parser.add_argument("--weights", default=None, help="NPP weights file (default: shipped, or $NPP_WEIGHTS)")
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
     parser.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples (default 300)")
