@@ -218,6 +218,42 @@ def proxies(tmp_path_factory):
     return Path(summary["outputs"]["proxies"])
 
 
+def _state_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+@needs_jpeg
+def test_same_seed_gives_bit_identical_weights(tmp_path):
+    """Assert two runs of stage 1 and of stage 2 with the same config and seed train
+    bit-identical proxies and NPP weights whatever state the global RNG is in (torch seeds it
+    differently in every process), and another seed trains other NPP weights."""
+    from npp_plugin.training.loop import run
+
+    def proxy_stage(name: str) -> dict:
+        torch.seed()  # a fresh process's unpredictable global RNG
+        s = run(TrainConfig(stage="proxy", out=str(tmp_path / name), qps=[34], steps=2, proxy_pretrain_steps=2,
+                            seed=5, **{**TINY, "val_images": 4}))
+        return s["outputs"]["proxies"]
+
+    def npp_stage(name: str, proxies: str, seed: int) -> tuple[dict, list]:
+        torch.seed()
+        out = tmp_path / name
+        s = run(TrainConfig(stage="npp", out=str(out), qp=34, steps=3, proxies=proxies, seed=seed,
+                            lambda_mode="paper", **{**TINY, "val_images": 0}))
+        losses = [json.loads(x)["loss"] for x in (out / "log-npp.jsonl").read_text().splitlines()
+                  if '"event": "step"' in x]
+        return torch.load(s["outputs"]["checkpoint"], weights_only=True)["npp_state"], losses
+
+    pa, pb = proxy_stage("pa"), proxy_stage("pb")
+    a, b = (torch.load(p, weights_only=True)["proxies"]["34"]["state"] for p in (pa, pb))
+    assert _state_equal(a, b)
+    (npp_a, loss_a), (npp_b, loss_b) = npp_stage("na", pa, 5), npp_stage("nb", pa, 5)
+    assert _state_equal(npp_a, npp_b) and loss_a == loss_b and len(loss_a) == 3
+    npp_c, _ = npp_stage("nc", pa, 6)
+    assert not _state_equal(npp_a, npp_c)
+
+
 @pytest.mark.slow
 def test_stage1_records_the_gap(proxies):
     """Assert the proxy file holds per-QP proxies with what they imitate and their gap."""
@@ -233,14 +269,19 @@ def test_stage1_records_the_gap(proxies):
 
 @pytest.mark.slow
 def test_short_run_lowers_the_loss(proxies, tmp_path):
-    """Assert 40 steps of stage 2 on the built-in photos lower the objective (real JPEG) on
-    fixed training batches below the plain codec's (the fresh network is the identity), and
-    the weights file records the recipe and the fidelity design."""
+    """Assert 60 steps of stage 2 on the built-in photos lower the objective (real JPEG) on
+    fixed training batches by over 1 % below the plain codec's (the fresh network is the
+    identity), and the weights file records the recipe and the fidelity design.
+
+    Training is bit-reproducible, so the margin is a fixed number (2.4 % here; 0.9–5 % for
+    training seeds 1–5 with this 16-channel proxy), not a draw."""
     from npp_plugin.preprocess.model import npp_net
     from npp_plugin.preprocess.weights import load_weights
     from npp_plugin.training.loop import objective, run
 
-    cfg = TrainConfig(stage="npp", out=str(tmp_path), qp=34, steps=40, proxies=str(proxies), seed=1, **TINY)
+    n = 60
+    cfg = TrainConfig(stage="npp", out=str(tmp_path), qp=34, steps=n, proxies=str(proxies), seed=1,
+                      **{**TINY, "lr": 3e-3, "lr_final": 3e-4})
     summary = run(cfg)
     lam = summary["lambdas"][34]
     codec, task = get_codec("jpeg"), get_task("mobilenet_v2")
@@ -250,17 +291,17 @@ def test_short_run_lowers_the_loss(proxies, tmp_path):
     before = objective(npp_net(config="tiny", qa=False), codec, task, fixed, **kw)
     net, w = load_weights(summary["outputs"]["weights"])
     after = objective(net, codec, task, fixed, **kw)
-    assert after < before
+    assert after < 0.99 * before, (before, after)
     assert w.meta["fidelity"]["kind"] == "psnr_floor_hinge+colour_mean"
     assert w.meta["recipe"]["stage_number"] == 2 and w.meta["recipe"]["lambdas"] == {"34": lam}
     assert w.meta["codec"]["codec"] == "jpeg"
     logs = [json.loads(line) for line in (tmp_path / "log-npp.jsonl").read_text().splitlines()]
     steps = [r for r in logs if r["event"] == "step"]
-    assert [r["step"] for r in steps] == list(range(40))
+    assert [r["step"] for r in steps] == list(range(n))
     # paired diagnostics on the same batch, and the proxy-vs-real tracking
     assert {"R_ratio", "D_ratio", "bpp_plain", "task_plain", "proxy_psnr", "proxy_bits_ratio"} <= set(steps[0])
     assert steps[0]["R_ratio"] == pytest.approx(1.0, abs=0.02)  # identity at step 0
-    assert [r["lr"] for r in steps][::39] == [1e-3, 1e-4]
+    assert [r["lr"] for r in steps][:: n - 1] == [3e-3, 3e-4]
     assert logs[-1]["event"] == "validation"
 
 
@@ -329,7 +370,7 @@ def test_sigterm_then_resume_loses_nothing(proxies, tmp_path):
     assert resumed["steps_done"] == steps and not resumed["interrupted"]
     a = torch.load(Path(ref["outputs"]["checkpoint"]), weights_only=True)["npp_state"]
     b = torch.load(Path(resumed["outputs"]["checkpoint"]), weights_only=True)["npp_state"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _state_equal(a, b)
     logged = [json.loads(x) for x in log.read_text().splitlines() if '"event": "step"' in x]
     ref_logged = [json.loads(x) for x in (tmp_path / "ref" / "log-npp.jsonl").read_text().splitlines()
                   if '"event": "step"' in x]

@@ -105,6 +105,18 @@ class ProxyCodec(nn.Module):
         return self
 
 
-def proxy_codec(*, arch: str = "mbt2018_mean", N: int = 128, M: int = 192, meta: dict | None = None) -> ProxyCodec:
-    """Build a fresh :class:`ProxyCodec` (see its docstring)."""
-    return ProxyCodec(arch, N, M, meta=meta)
+def proxy_codec(
+    *, arch: str = "mbt2018_mean", N: int = 128, M: int = 192, meta: dict | None = None, seed: int | None = None
+) -> ProxyCodec:
+    """Build a fresh :class:`ProxyCodec` (see its docstring).
+
+    Args:
+        seed: initialise the weights from this seed, leaving the global RNG untouched; None
+            draws them from the global RNG (whose start state torch does not fix, so two
+            processes would then get different proxies).
+    """
+    if seed is None:
+        return ProxyCodec(arch, N, M, meta=meta)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ProxyCodec(arch, N, M, meta=meta)

@@ -236,7 +236,9 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
         elif base_path.is_file():
             base, inits = load_proxies(base_path)[0], {}
         else:
-            base, inits = proxy_codec(arch=cfg.proxy_arch, N=cfg.proxy_N, M=cfg.proxy_M), {}
+            # seeded: the global RNG's start state differs between processes
+            base = proxy_codec(arch=cfg.proxy_arch, N=cfg.proxy_N, M=cfg.proxy_M, seed=_seed(cfg.seed, "proxy-init"))
+            inits = {}
             pretrain_rd(base, batch_iter("pretrain"), steps=cfg.proxy_pretrain_steps, lmbda=cfg.proxy_lambda,
                         lr=cfg.lr, callback=callback("pretrain", None))
             save_proxies(base_path, {0: base})
