@@ -11,8 +11,8 @@ Needs a C compiler, pkg-config and the development files of x265, libde265 and l
 
 Environment:
     DEBUG_BUILD=1   -O0 -g -fsanitize=address; build it elsewhere and point the package at it:
-                    DEBUG_BUILD=1 python setup.py build_native -f -o /tmp/asan
-                    NPP_BPG_LIBRARY=/tmp/asan/libnpp_bpg.so \
+                    DEBUG_BUILD=1 python setup.py build_native -f -o "$ASAN_DIR"
+                    NPP_BPG_LIBRARY="$ASAN_DIR"/libnpp_bpg.so \
                     LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 pytest ...
     CC              compiler (default: cc)
 """

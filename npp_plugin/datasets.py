@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Crop", "builtin_photos", "fixed_crops", "load_rgb", "split_files"]
+__all__ = ["IMAGE_SUFFIXES", "Crop", "builtin_photos", "fixed_crops", "image_files", "load_rgb", "split_files"]
+
+#: File suffixes read as images from user folders.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
 
 # Colour photographs only, per source folder.
 _SKIMAGE = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
@@ -64,6 +67,22 @@ def builtin_photos() -> list[Path]:
             if name not in _EXCLUDE and path.is_file():
                 found.setdefault(f"{source}/{name}", path)
     return [found[k] for k in sorted(found)]
+
+
+def image_files(root: str | Path, *, who: str, argument: str) -> list[Path]:
+    """Every image file under ``root`` (recursive, sorted); raises naming ``who`` and the
+    ``argument`` when the folder is missing or holds no images."""
+    from .errors import InvalidArgumentError
+
+    root = Path(root)
+    if not root.is_dir():
+        msg = f"{who}: {str(root)!r} does not exist or is not a folder"
+        raise InvalidArgumentError(msg, argument=argument, allowed="an existing folder of images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        msg = f"{who}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {str(root)!r}"
+        raise InvalidArgumentError(msg, argument=argument, allowed="a folder with images")
+    return files
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

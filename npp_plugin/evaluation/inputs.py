@@ -21,7 +21,6 @@ __all__ = ["EvalImage", "builtin_images", "folder_images", "select_evenly"]
 #: development machine (575 from the 34 without the extra packages), enough to resolve a few
 #: per cent; MS-SSIM then uses a 9-pixel window (see metrics.ms_ssim_window).
 DEFAULT_CROP = 144
-_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 
 
 @dataclass(frozen=True)
@@ -101,15 +100,11 @@ def builtin_images(
 
 def folder_images(folder: str | Path, *, crop_size: int | None = None, stride: int | None = None) -> list[EvalImage]:
     """Every image file under ``folder`` (sorted, recursive), whole or as grid crops."""
+    from ..datasets import image_files
+
     _check_crop(crop_size, stride)
     root = Path(folder)
-    if not root.is_dir():
-        msg = f"evaluation images: {str(root)!r} is not a folder"
-        raise InvalidArgumentError(msg, argument="images", allowed="'builtin' or a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _SUFFIXES and p.is_file())
-    if not files:
-        msg = f"evaluation images: no image files ({', '.join(sorted(_SUFFIXES))}) under {str(root)!r}"
-        raise InvalidArgumentError(msg, argument="images", allowed="a folder with images")
+    files = image_files(root, who="evaluation images", argument="images")
     return _items(files, [p.relative_to(root).as_posix() for p in files], crop_size, stride)
 
 

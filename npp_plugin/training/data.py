@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..datasets import builtin_photos, load_rgb, split_files
+from ..datasets import builtin_photos, image_files, load_rgb, split_files
 from ..errors import InvalidArgumentError
 
 __all__ = ["Batches", "BuiltinPhotos", "CocoImages", "ImageFolder", "ImageSource", "make_source", "val_batches"]
 
-_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 
 
 def _seed(*parts: Any) -> int:
@@ -72,13 +71,7 @@ class ImageFolder(ImageSource):
 
     def __init__(self, root: str | Path, *, cache: int = 256) -> None:
         root = Path(root)
-        if not root.is_dir():
-            msg = f"training data: folder {str(root)!r} does not exist"
-            raise InvalidArgumentError(msg, argument="data", allowed="an existing folder of images")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _EXTS and p.is_file())
-        if not files:
-            msg = f"training data: no images ({', '.join(sorted(_EXTS))}) under {str(root)!r}"
-            raise InvalidArgumentError(msg, argument="data", allowed="a folder with images")
+        files = image_files(root, who="training data", argument="data")
         super().__init__(files, cache=cache)
         self.root = root
         in_subdirs = all(p.parent != root for p in files)
