@@ -157,7 +157,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def plugin_infos(pm: pluggy.PluginManager | None = None) -> dict[str, PluginInfo]:
+    """What each plugin registered and its errors (a manager built elsewhere starts empty)."""
     pm = pm or get_plugin_manager()
+    if not hasattr(pm, "_npp_infos"):
+        pm._npp_infos = {}  # type: ignore[attr-defined]
     return pm._npp_infos  # type: ignore[attr-defined]
 
 
