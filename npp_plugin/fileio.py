@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes"]
+__all__ = ["atomic_write_bytes", "load_tagged"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -26,3 +26,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def load_tagged(source: str | os.PathLike | bytes, fmt: str, *, who: str, what: str, map_location="cpu") -> dict:
+    """``torch.load(weights_only=True)`` a dict whose ``"format"`` tag is ``fmt``.
+
+    Raises :class:`~npp_plugin.errors.WeightsError` naming ``who`` and the file when it is not
+    a readable torch file or carries another tag (``what`` says what it should have been).
+    """
+    import io
+
+    import torch
+
+    from .errors import WeightsError
+
+    label = "<bytes>" if isinstance(source, bytes) else repr(str(source))
+    try:
+        obj = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source,
+                         map_location=map_location, weights_only=True)
+    except Exception as exc:
+        msg = f"{who}: {label} is not a readable {what} ({type(exc).__name__}: {exc})"
+        raise WeightsError(msg) from exc
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        msg = f"{who}: {label} is not a {what} (format tag {found!r}, expected {fmt!r})"
+        raise WeightsError(msg)
+    return obj

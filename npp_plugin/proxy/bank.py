@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import WeightsError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, load_tagged
 from .model import ProxyCodec
 
 __all__ = ["FORMAT", "load_proxies", "save_proxies"]
@@ -45,14 +45,7 @@ def load_proxies(path: str | Path, *, device: str | torch.device = "cpu") -> dic
     if not path.is_file():
         msg = f"proxy: file {str(path)!r} does not exist; train proxies first with `npp train proxy`"
         raise WeightsError(msg)
-    try:
-        blob: Any = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        msg = f"proxy: cannot read {str(path)!r}: {type(exc).__name__}: {exc}"
-        raise WeightsError(msg) from exc
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        msg = f"proxy: {str(path)!r} is not a proxy file (format {FORMAT!r})"
-        raise WeightsError(msg)
+    blob: Any = load_tagged(path, FORMAT, who="proxy", what="proxy file", map_location=device)
     out: dict[int, ProxyCodec] = {}
     for qp, entry in blob["proxies"].items():
         proxy = ProxyCodec(**entry["config"], meta=entry["meta"])

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError, WeightsError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, load_tagged
 from .config import TrainConfig
 from .data import Batches, BuiltinPhotos, _seed, make_source, val_batches
 from .ddp import DistInfo, init_distributed, shutdown, wrap
@@ -321,14 +321,7 @@ def _load_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any] |
     path = _checkpoint_path(cfg)
     if not path.is_file():
         return None
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        msg = f"npp train: cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}"
-        raise WeightsError(msg) from exc
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        msg = f"npp train: {str(path)!r} is not a training checkpoint ({CHECKPOINT_FORMAT})"
-        raise WeightsError(msg)
+    ck = load_tagged(path, CHECKPOINT_FORMAT, who="npp train", what="training checkpoint", map_location=device)
     old = ck["config"]
     for key in ("stage", "codec", "task", "size", "batch_size", "seed", "qp", "qps", "npp_config", "proxy_only"):
         if old.get(key) != getattr(cfg, key):
