@@ -439,6 +439,21 @@ static int parse_all(const uint8_t *data, size_t len, npp_bpg_info *info, size_t
     return bpg_parse_hevc_header(data, *end, pos, hh, errmsg);
 }
 
+/* What both decode entry points do first: parse everything up to the NAL data and size
+ * the RGB output (*need bytes). */
+static int begin_decode(const uint8_t *data, size_t len, int out_bits, npp_bpg_info *info,
+                        size_t *pos, size_t *end, bpg_hevc_header *hh, size_t *need,
+                        char **errmsg)
+{
+    if (!data)
+        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
+    int rc = parse_all(data, len, info, pos, end, hh, out_bits, errmsg);
+    if (rc)
+        return rc;
+    *need = (size_t)info->width * info->height * 3 * (out_bits / 8);
+    return NPP_BPG_OK;
+}
+
 NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
                                  uint8_t *out, size_t out_size, npp_bpg_info *info,
                                  char **errmsg)
@@ -448,14 +463,13 @@ NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, 
     npp_bpg_info local;
     if (!info)
         info = &local;
-    if (!data || !out)
+    if (!out)
         return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
-    size_t pos, end;
+    size_t pos, end, need = 0;
     bpg_hevc_header hh;
-    int rc = parse_all(data, len, info, &pos, &end, &hh, out_bits, errmsg);
+    int rc = begin_decode(data, len, out_bits, info, &pos, &end, &hh, &need, errmsg);
     if (rc)
         return rc;
-    size_t need = (size_t)info->width * info->height * 3 * (out_bits / 8);
     if (out_size < need)
         return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
                         "bpg: output buffer of %zu bytes is smaller than the %zu needed", out_size,
@@ -471,16 +485,15 @@ NPP_API(int) npp_bpg_decode(const uint8_t *data, size_t len, int out_bits, int f
     npp_bpg_info local;
     if (!info)
         info = &local;
-    if (!data || !out || !out_len)
+    if (!out || !out_len)
         return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
     *out = NULL;
     *out_len = 0;
-    size_t pos, end;
+    size_t pos, end, need = 0;
     bpg_hevc_header hh;
-    int rc = parse_all(data, len, info, &pos, &end, &hh, out_bits, errmsg);
+    int rc = begin_decode(data, len, out_bits, info, &pos, &end, &hh, &need, errmsg);
     if (rc)
         return rc;
-    size_t need = (size_t)info->width * info->height * 3 * (out_bits / 8);
     uint8_t *buf = malloc(need);
     if (!buf)
         return bpg_fail(errmsg, NPP_BPG_ERR_NOMEM, "bpg: out of memory (%zu bytes)", need);

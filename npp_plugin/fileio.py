@@ -28,11 +28,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def load_tagged(source: str | os.PathLike | bytes, fmt: str, *, who: str, what: str, map_location="cpu") -> dict:
+def load_tagged(
+    source: str | os.PathLike | bytes,
+    fmt: str,
+    *,
+    who: str,
+    what: str,
+    label: str | None = None,
+    hint: str = "",
+    map_location="cpu",
+) -> dict:
     """``torch.load(weights_only=True)`` a dict whose ``"format"`` tag is ``fmt``.
 
-    Raises :class:`~npp_plugin.errors.WeightsError` naming ``who`` and the file when it is not
-    a readable torch file or carries another tag (``what`` says what it should have been).
+    Raises :class:`~npp_plugin.errors.WeightsError` naming ``who`` and the file (``label``,
+    default the path) when it is not a readable torch file or carries another tag; ``what``
+    says what it should have been ("a proxy file"), ``hint`` how to make one.
     """
     import io
 
@@ -40,15 +50,16 @@ def load_tagged(source: str | os.PathLike | bytes, fmt: str, *, who: str, what: 
 
     from .errors import WeightsError
 
-    label = "<bytes>" if isinstance(source, bytes) else repr(str(source))
+    if label is None:
+        label = "<bytes>" if isinstance(source, bytes) else repr(str(source))
     try:
         obj = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source,
                          map_location=map_location, weights_only=True)
     except Exception as exc:
-        msg = f"{who}: {label} is not a readable {what} ({type(exc).__name__}: {exc})"
+        msg = f"{who}: {label} is not a readable file ({what} expected; {type(exc).__name__}: {exc})"
         raise WeightsError(msg) from exc
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        msg = f"{who}: {label} is not a {what} (format tag {found!r}, expected {fmt!r})"
+        msg = f"{who}: {label} is not {what} (format tag {found!r}, expected {fmt!r}){hint}"
         raise WeightsError(msg)
     return obj

@@ -56,6 +56,22 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(rgb[128:384, 128:384])
 
 
+#: The codecs every codec test runs on (skipped where not installed).
+CODECS = ["jpeg", "heif", "vvc", "bpg"]
+
+
+def require_codec(name: str):
+    """A configured instance of codec ``name``, or skip the test saying why it is missing."""
+    import npp_plugin
+
+    if name not in npp_plugin.available_codecs():
+        pytest.skip(f"codec {name!r} is not registered here (plugins: {npp_plugin.available_codecs()})")
+    codec = npp_plugin.get_codec(name)
+    if not codec.is_available():
+        pytest.skip(f"codec {name!r} backend unavailable: {codec.unavailable_reason()}")
+    return codec
+
+
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)

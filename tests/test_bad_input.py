@@ -18,18 +18,12 @@ from npp_plugin.errors import (
     UnknownPreprocessorError,
 )
 
-CODECS = ["jpeg", "heif", "vvc", "bpg"]
+from .conftest import CODECS, require_codec
 
 
 @pytest.fixture(params=CODECS)
 def codec(request):
-    name = request.param
-    if name not in npp_plugin.available_codecs():
-        pytest.skip(f"codec {name!r} not registered here")
-    c = npp_plugin.get_codec(name)
-    if not c.is_available():
-        pytest.skip(f"{name}: {c.unavailable_reason()}")
-    return c
+    return require_codec(request.param)
 
 
 @pytest.fixture

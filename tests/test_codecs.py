@@ -9,19 +9,8 @@ import torch
 import npp_plugin
 from npp_plugin.errors import CodecUnavailableError
 
-from .conftest import psnr
-
-CODECS = ["jpeg", "heif", "vvc", "bpg"]
-
-
-def _codec(name: str):
-    if name not in npp_plugin.available_codecs():
-        pytest.skip(f"codec {name!r} is not registered here (plugins: {npp_plugin.available_codecs()})")
-    codec = npp_plugin.get_codec(name)
-    if not codec.is_available():
-        pytest.skip(f"codec {name!r} backend unavailable: {codec.unavailable_reason()}")
-    return codec
-
+from .conftest import CODECS, psnr
+from .conftest import require_codec as _codec
 
 # (qp, lowest acceptable PSNR, highest plausible PSNR) on the astronaut crop
 BANDS = {28: (30.0, 45.0), 37: (24.0, 36.0)}

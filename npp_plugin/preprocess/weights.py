@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, WeightsError
+from ..fileio import load_tagged
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -214,15 +215,8 @@ def read_weights(
     if m and not digest.startswith(m.group(1)):
         msg = f"npp weights {path}: SHA-256 {digest[:16]}… does not match the name's hash {m.group(1)!r}; the file is corrupt or was altered"
         raise WeightsError(msg)
-    try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        msg = f"npp weights {path}: not a readable weights file ({type(exc).__name__}: {exc})"
-        raise WeightsError(msg) from exc
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        msg = f"npp weights {path}: not an NPP weights file (format tag {found!r}, expected {FORMAT!r}); write one with save_weights()"
-        raise WeightsError(msg)
+    obj = load_tagged(data, FORMAT, who="npp weights", what="an NPP weights file", label=str(path),
+                      hint="; write one with save_weights()")
     version = obj.get("format_version")
     if version != FORMAT_VERSION:
         msg = f"npp weights {path}: format version {version!r} is not supported (this npp_plugin reads version {FORMAT_VERSION})"

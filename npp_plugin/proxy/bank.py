@@ -45,7 +45,7 @@ def load_proxies(path: str | Path, *, device: str | torch.device = "cpu") -> dic
     if not path.is_file():
         msg = f"proxy: file {str(path)!r} does not exist; train proxies first with `npp train proxy`"
         raise WeightsError(msg)
-    blob: Any = load_tagged(path, FORMAT, who="proxy", what="proxy file", map_location=device)
+    blob: Any = load_tagged(path, FORMAT, who="proxy", what="a proxy file", map_location=device)
     out: dict[int, ProxyCodec] = {}
     for qp, entry in blob["proxies"].items():
         proxy = ProxyCodec(**entry["config"], meta=entry["meta"])

@@ -321,7 +321,7 @@ def _load_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any] |
     path = _checkpoint_path(cfg)
     if not path.is_file():
         return None
-    ck = load_tagged(path, CHECKPOINT_FORMAT, who="npp train", what="training checkpoint", map_location=device)
+    ck = load_tagged(path, CHECKPOINT_FORMAT, who="npp train", what="a training checkpoint", map_location=device)
     old = ck["config"]
     for key in ("stage", "codec", "task", "size", "batch_size", "seed", "qp", "qps", "npp_config", "proxy_only"):
         if old.get(key) != getattr(cfg, key):
