@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent
 NATIVE = ROOT / "native"
 OUT = ROOT / "npp_plugin" / "_native"
 LIB_SOURCES = ["npp_bpg.c", "bpg_encode.c", "bpg_slice.c", "bpg_container.c", "bpg_bits.c",
-               "bpg_pixels.c"]
+               "bpg_pixels.c", "bpg_batch.c"]
 HEADERS = ["npp_bpg.h", "bpg_internal.h"]
 TOOLS = {"npp-bpgenc": "tools/npp-bpgenc.c", "npp-bpgdec": "tools/npp-bpgdec.c"}
 
@@ -80,7 +80,7 @@ class build_native(Command):
             raise SystemExit(msg)
         cc = shlex.split(os.environ.get("CC", "cc"))
         debug = os.environ.get("DEBUG_BUILD", "0") not in ("", "0")
-        opt = ["-O0", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"] if debug else ["-O2"]
+        opt = ["-O0", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"] if debug else ["-O3"]
         # -ffp-contract=off: the colour constants must be computed without fused multiply-add
         # (FORMAT.md, conventions) to match the reference tables bit for bit.
         cflags = [*opt, "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-ffp-contract=off",

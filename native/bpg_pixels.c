@@ -335,21 +335,27 @@ static int load_plane(const bpg_src_plane *src, int w, int h, int B, uint16_t **
 static inline void up_h_row(const int32_t *e, int w, int cosited, int round, int shift,
                             int r0, int s0, int M, uint16_t *u)
 {
-    for (int x = 0; x < w; x++) {
-        const int32_t *q = e + (x >> 1);
-        int32_t sum;
-        if (!cosited) {
-            if (x & 1)
-                sum = -q[-3] + 4 * q[-2] - 10 * q[-1] + 57 * q[0] + 18 * q[1] - 6 * q[2] +
-                      2 * q[3];
-            else
-                sum = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] -
-                      q[3];
+    /* Even and odd outputs in separate branch-free loops (they vectorise). */
+    if (!cosited) {
+        for (int x = 0; x < w; x += 2) {
+            const int32_t *q = e + (x >> 1);
+            int32_t sum = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] +
+                          4 * q[2] - q[3];
             u[x] = (uint16_t)clampi((sum + round) >> shift, 0, M);
-        } else if (!(x & 1)) {
-            u[x] = (uint16_t)clampi((q[0] + r0) >> s0, 0, M);
-        } else {
-            sum = -(q[-3] + q[4]) + 4 * (q[-2] + q[3]) - 11 * (q[-1] + q[2]) + 40 * (q[0] + q[1]);
+        }
+        for (int x = 1; x < w; x += 2) {
+            const int32_t *q = e + (x >> 1);
+            int32_t sum = -q[-3] + 4 * q[-2] - 10 * q[-1] + 57 * q[0] + 18 * q[1] - 6 * q[2] +
+                          2 * q[3];
+            u[x] = (uint16_t)clampi((sum + round) >> shift, 0, M);
+        }
+    } else {
+        for (int x = 0; x < w; x += 2)
+            u[x] = (uint16_t)clampi((e[x >> 1] + r0) >> s0, 0, M);
+        for (int x = 1; x < w; x += 2) {
+            const int32_t *q = e + (x >> 1);
+            int32_t sum =
+                -(q[-3] + q[4]) + 4 * (q[-2] + q[3]) - 11 * (q[-1] + q[2]) + 40 * (q[0] + q[1]);
             u[x] = (uint16_t)clampi((sum + round) >> shift, 0, M);
         }
     }
@@ -441,11 +447,11 @@ static void dec_init(dec_consts *c, int B, int O, int color_space, int limited)
     c->cbcb = (int32_t)lrint((2 * (1 - kb)) * mC);
 }
 
-/* 11.6.5: the reference computes in signed 32 bits; wrap exactly like it, then shift. */
-static inline int fin(int64_t v, int s, int M)
+/* 11.6.5: the reference computes in signed 32 bits and wraps; the callers compute in
+ * uint32_t (wrapping is defined there and gives the same bits), then shift as int32. */
+static inline int fin(uint32_t v, int s, int M)
 {
-    int32_t w = (int32_t)(uint32_t)(uint64_t)v;
-    return clampi(w >> s, 0, M);
+    return clampi((int32_t)v >> s, 0, M);
 }
 
 int bpg_planes_to_rgb(const bpg_src_plane planes[3], int width, int height, int pixel_format,
@@ -489,29 +495,32 @@ int bpg_planes_to_rgb(const bpg_src_plane planes[3], int width, int height, int 
     dec_consts c;
     dec_init(&c, B, out_bits, color_space, limited_range);
     const int s = c.s, M = c.mout;
+    const uint32_t yone = (uint32_t)c.yone, yoff = (uint32_t)c.yoff, center = (uint32_t)c.center;
+    const uint32_t crcr = (uint32_t)c.crcr, cgcb = (uint32_t)c.cgcb, cgcr = (uint32_t)c.cgcr,
+                   cbcb = (uint32_t)c.cbcb;
     const int kind = gray ? 0 : color_space == NPP_BPG_CS_RGB ? 1
                             : color_space == NPP_BPG_CS_YCGCO ? 2 : 3;
     /* Loop-invariant colour space and output size: one specialised loop each. */
 #define CONVERT(KIND, OUT_T)                                                                    \
     for (size_t i = 0, n = (size_t)w * h; i < n; i++) {                                         \
-        int64_t yv = Y[i], r, g, b;                                                             \
+        uint32_t yv = Y[i], r, g, b;                                                            \
         if ((KIND) == 0) {                                                                      \
-            r = g = b = yv * c.yone + c.yoff;                                                   \
+            r = g = b = yv * yone + yoff;                                                       \
         } else if ((KIND) == 1) {                                                               \
-            g = yv * c.yone + c.yoff;                                                           \
-            b = (int64_t)U[1][i] * c.yone + c.yoff;                                             \
-            r = (int64_t)U[2][i] * c.yone + c.yoff;                                             \
+            g = yv * yone + yoff;                                                               \
+            b = (uint32_t)U[1][i] * yone + yoff;                                                \
+            r = (uint32_t)U[2][i] * yone + yoff;                                                \
         } else if ((KIND) == 2) {                                                               \
-            int64_t cg = (int64_t)U[1][i] - c.center, co = (int64_t)U[2][i] - c.center;         \
-            r = (yv - cg + co) * c.yone + c.yoff;                                               \
-            g = (yv + cg) * c.yone + c.yoff;                                                    \
-            b = (yv - cg - co) * c.yone + c.yoff;                                               \
+            uint32_t cg = (uint32_t)U[1][i] - center, co = (uint32_t)U[2][i] - center;          \
+            r = (yv - cg + co) * yone + yoff;                                                   \
+            g = (yv + cg) * yone + yoff;                                                        \
+            b = (yv - cg - co) * yone + yoff;                                                   \
         } else {                                                                                \
-            int64_t cb = (int64_t)U[1][i] - c.center, cr = (int64_t)U[2][i] - c.center;         \
-            int64_t yy = yv * c.yone + c.yoff;                                                  \
-            r = yy + c.crcr * cr;                                                               \
-            g = yy - c.cgcb * cb - c.cgcr * cr;                                                 \
-            b = yy + c.cbcb * cb;                                                               \
+            uint32_t cb = (uint32_t)U[1][i] - center, cr = (uint32_t)U[2][i] - center;          \
+            uint32_t yy = yv * yone + yoff;                                                     \
+            r = yy + crcr * cr;                                                                 \
+            g = yy - cgcb * cb - cgcr * cr;                                                     \
+            b = yy + cbcb * cb;                                                                 \
         }                                                                                       \
         OUT_T *o = (OUT_T *)out + 3 * i;                                                        \
         o[0] = (OUT_T)fin(r, s, M);                                                             \

@@ -30,7 +30,7 @@ extern "C" {
 
 #define NPP_BPG_VERSION "1.0.0"
 /* Bumped whenever a struct below or a prototype changes (checked by the loader). */
-#define NPP_BPG_ABI 1
+#define NPP_BPG_ABI 2
 
 /* Status codes (the return value of every fallible call). */
 enum {
@@ -62,8 +62,8 @@ enum {
     NPP_BPG_CS_YCBCR_BT2020 = 4
 };
 
-/* level 0 is not a bpgenc level: x265 "ultrafast", the fast setting for
- * training loops. 1..9 map to x265 presets as bpgenc -m does. */
+/* level 0 is not a bpgenc level: x265 "ultrafast" with a 16x16 CTU, the fast setting
+ * for training loops. 1..9 map to x265 presets as bpgenc -m does. */
 #define NPP_BPG_LEVEL_FAST 0
 
 typedef struct npp_bpg_encode_params {
@@ -142,6 +142,17 @@ NPP_API(int) npp_bpg_decode(const uint8_t *data, size_t len, int out_bits, int f
 NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
                                  uint8_t *out, size_t out_size, npp_bpg_info *info,
                                  char **errmsg);
+
+/* Round trips of a batch, the training loop's route: n images of height x width as
+ * float32 planes (N, 3, H, W contiguous, values in [0, 1]) are each turned into 8-bit
+ * RGB (clamp, * 255, round half to even), encoded at qp, decoded (no verification
+ * pass) and written back to out as float32 (N, 3, H, W) = RGB / 255; bytes[i] gets the
+ * size of image i's BPG file. One thread per encoder handle (the caller's thread is
+ * one of them); each handle is used by its thread only, so pass n_encoders handles made
+ * with the same parameters. On failure returns the first error's status. */
+NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
+                                     const float *in, int n, int height, int width, int qp,
+                                     float *out, uint64_t *bytes, char **errmsg);
 
 /* Free anything this library returned (NULL is fine). */
 NPP_API(void) npp_bpg_free(void *ptr);

@@ -24,7 +24,7 @@ from .errors import (
     InvalidArgumentError,
     NppError,
 )
-from .images import is_tensor, tensor_batch_to_uint8, to_uint8_rgb, uint8_to_tensor_batch
+from .images import check_image_batch, is_tensor, tensor_batch_to_uint8, to_uint8_rgb, uint8_to_tensor_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -298,8 +298,19 @@ class Codec(ABC):
         qp = self._validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self._require_available()
-        arrays = tensor_batch_to_uint8(batch, codec=self.name)
-        self._check_dims(arrays[0])
+        check_image_batch(batch, who=self.name, codec=self.name)
+        # _check_dims reads only the shape: a zero-stride stand-in for one image
+        self._check_dims(np.broadcast_to(np.uint8(0), (*batch.shape[2:], 3)))
+        return self._roundtrip_tensor(batch, qp, opts, workers)
+
+    def _roundtrip_tensor(
+        self, batch: torch.Tensor, qp: int, opts: dict[str, Any], workers: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Round trip of a checked batch. Codecs with a native batch route override this;
+        the default converts to uint8 arrays and maps ``_roundtrip_arrays`` over threads."""
+        import torch
+
+        arrays = tensor_batch_to_uint8(batch, codec=self.name, check=False)
         results = self._roundtrip_arrays(list(arrays), qp, opts, workers)
         recon = uint8_to_tensor_batch([r for r, _ in results], like=batch)
         bits = torch.tensor([8.0 * n for _, n in results], dtype=torch.float64)

@@ -177,6 +177,29 @@ def test_roundtrip_batch_equals_single_calls(photo):
             assert torch.allclose(recon[k], ref.to(recon.dtype), atol=0)
 
 
+def test_native_batch_route_equals_the_generic_route_exactly():
+    """npp_bpg_roundtrip_batch converts floats in C; it must round (half to even) and scale
+    back exactly as npp_plugin.images does with torch, for any dtype the caller passes."""
+    from npp_plugin.codec import Codec
+
+    codec = BpgCodec(fast=True)
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand((5, 3, 40, 56), generator=g)
+    ties = torch.tensor([0.5, 1.5, 2.5, 127.5, 254.5]) / 255.0  # k + 0.5 after * 255
+    x[:, 0, 0, :5] = ties
+    x[0, 1, 0, :2] = torch.tensor([1.0 + 5e-7, -5e-7])  # inside the checker's tolerance
+    for batch, workers in [(x, 1), (x, 2), (x.double(), 8)]:
+        ours = codec.roundtrip(batch, qp=36, workers=workers)
+        generic = Codec._roundtrip_tensor(codec, batch, 36, dict(codec._config), 1)
+        assert ours[0].dtype == batch.dtype and ours[0].shape == batch.shape
+        assert torch.equal(ours[0], generic[0]) and torch.equal(ours[1], generic[1])
+
+
+def test_native_batch_route_reports_the_first_error():
+    with pytest.raises(InvalidArgumentError, match="too small"):
+        BpgCodec(fast=True).roundtrip(torch.rand(3, 3, 8, 40), qp=30, workers=2)
+
+
 # -- the ctypes loader ---------------------------------------------------------------------
 
 

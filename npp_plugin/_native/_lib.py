@@ -50,7 +50,7 @@ __all__ = [
 #: Environment variable naming the library file to load instead of the packaged one.
 ENV_VAR = "NPP_BPG_LIBRARY"
 #: NPP_BPG_ABI in native/npp_bpg.h: the struct layouts and prototypes below match it.
-ABI = 1
+ABI = 2
 
 # Status codes and flags of native/npp_bpg.h.
 OK, ERR_ARGUMENT, ERR_NOMEM, ERR_CORRUPT, ERR_UNSUPPORTED, ERR_ENCODER, ERR_DECODER = range(7)
@@ -170,6 +170,13 @@ def _declare(lib: ctypes.CDLL) -> None:
         c_void_p, c_size_t, c_int, c_int, c_void_p, c_size_t, POINTER(Info), errmsg,
     ]
     lib.npp_bpg_decode_into.restype = c_int
+    # int npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
+    #                             const float *in, int n, int height, int width, int qp,
+    #                             float *out, uint64_t *bytes, char **errmsg);
+    lib.npp_bpg_roundtrip_batch.argtypes = [
+        POINTER(EncoderRef), c_int, c_void_p, c_int, c_int, c_int, c_int, c_void_p, c_void_p, errmsg,
+    ]
+    lib.npp_bpg_roundtrip_batch.restype = c_int
     # void npp_bpg_free(void *ptr);
     lib.npp_bpg_free.argtypes = [c_void_p]
     lib.npp_bpg_free.restype = None
@@ -297,6 +304,14 @@ class Encoder:
             msg = "bpg: npp_bpg_encoder_new returned no encoder"
             raise NativeLibraryError(msg, codec="bpg")
         self._handle: object | None = handle
+
+    @property
+    def handle(self) -> object:
+        """The ``npp_bpg_encoder *`` (for calls that take handles, e.g. the batch route)."""
+        if self._handle is None:
+            msg = "bpg: encoder is closed"
+            raise CodecError(msg, codec="bpg")
+        return self._handle
 
     def encode(self, rgb, qp: int) -> tuple[c_void_p, c_size_t]:
         """Encode a C-contiguous (H, W, 3) uint8 array; returns the library-owned buffer
