@@ -24,7 +24,13 @@ from .errors import (
     InvalidArgumentError,
     NppError,
 )
-from .images import check_image_batch, is_tensor, tensor_batch_to_uint8, to_uint8_rgb, uint8_to_tensor_batch
+from .images import (
+    check_image_batch,
+    is_tensor,
+    tensor_batch_to_uint8,
+    to_uint8_rgb,
+    uint8_to_tensor_batch,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -290,7 +296,6 @@ class Codec(ABC):
             ``(recon, bits)``: the decoded images (same shape, dtype and device as ``batch``)
             and a float64 tensor (N,) of bitstream sizes in bits.
         """
-        import torch
 
         if not is_tensor(batch):
             msg = f"{self.name}: roundtrip expects a torch tensor (N, 3, H, W), got {type(batch).__name__}"
