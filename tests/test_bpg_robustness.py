@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -210,12 +211,15 @@ def test_ten_thousand_round_trips_do_not_grow_memory():
     rng = np.random.default_rng(3)
     imgs = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((16, 16, 3), (17, 23, 3))]
     codec = BpgCodec(fast=True)
+    batch = torch.from_numpy(np.stack([imgs[0], imgs[0][::-1]])).permute(0, 3, 1, 2) / 255.0
 
     def cycle(i: int) -> None:
         data = codec.encode(imgs[i & 1], qp=30 + (i & 7))
         codec.info(data)
         codec.decode(data)
         _decode_or_error(codec, data[: len(data) // 2])  # the error paths too
+        if i % 4 == 0:  # the batch route: C threads, pooled encoders
+            codec.roundtrip(batch, qp=30 + (i & 7), workers=2)
 
     for i in range(500):  # warm-up: libde265 tables, x265 primitives, Python caches
         cycle(i)
