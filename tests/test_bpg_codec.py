@@ -3,6 +3,7 @@ loader, and the C pixel arithmetic against FORMAT.md's worked examples."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -198,6 +199,23 @@ def test_native_batch_route_equals_the_generic_route_exactly():
 def test_native_batch_route_reports_the_first_error():
     with pytest.raises(InvalidArgumentError, match="too small"):
         BpgCodec(fast=True).roundtrip(torch.rand(3, 3, 8, 40), qp=30, workers=2)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux CPU affinity calls")
+def test_encoding_leaves_the_callers_cpu_mask_as_it_was(small):
+    """The encoder pins the caller (and x265's thread) to one CPU only while it encodes."""
+    codec = BpgCodec(fast=True)
+    before = os.sched_getaffinity(0)
+    codec.encode(small, qp=30)
+    assert os.sched_getaffinity(0) == before
+    one = {min(before)}
+    os.sched_setaffinity(0, one)
+    try:
+        codec.encode(small, qp=31)
+        codec.roundtrip(torch.rand(2, 3, 32, 32), qp=31, workers=1)
+        assert os.sched_getaffinity(0) == one
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 # -- the ctypes loader ---------------------------------------------------------------------
