@@ -20,6 +20,9 @@ the second benchmark and printed with ``-s``):
   outside data verifies the stream with a second HEVC decode (NPP_BPG_DECODE_VERIFY).
 * ``bpg-batch16``: ``codec.roundtrip`` of 16 different 256x256 crops with one worker per
   core against ``workers=1``. Target: >= 1.8x on 2 cores.
+* ``bpg-batch16-ceiling``: what the cores give to independent work here (the one-thread
+  batch in one process alone, then one process per core at once): the ceiling for the
+  previous ratio on a shared VM, printed and stored in ``extra_info``.
 
 The machine may be shared: quote medians, and rerun when the IQR is large.
 """
@@ -127,3 +130,49 @@ def test_batch16_roundtrip(benchmark, batch16, workers):
         ratio = _MEDIANS["batch16-one"] / _MEDIANS[key]
         benchmark.extra_info["speedup_vs_one_thread"] = round(ratio, 2)
         print(f"\nbatch16 all cores ({default_workers()}) vs one thread: {ratio:.2f}x")
+
+
+_CEILING_CHILD = """
+import sys, time, numpy as np, torch
+from npp_plugin.codecs.bpg import BpgCodec
+torch.set_num_threads(1)
+batch = torch.load(sys.argv[1])
+codec = BpgCodec(fast=True)
+codec.roundtrip(batch[:2], qp={qp}, workers=1)
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+times = []
+for _ in range(5):
+    t = time.perf_counter()
+    codec.roundtrip(batch, qp={qp}, workers=1)
+    times.append(time.perf_counter() - t)
+print(sorted(times)[2])
+"""
+
+
+def test_batch16_ceiling_of_this_machine(benchmark, batch16, tmp_path):
+    """What the cores give to *independent* work: the same one-thread batch in one process
+    alone, then in one process per core at once. Their throughput ratio is the ceiling for
+    ``bpg-batch16`` on this machine (a shared VM may give far less than the core count)."""
+    import sys
+    import time
+
+    if default_workers() < 2:
+        pytest.skip("one core: no parallel ceiling to measure")
+    path = tmp_path / "batch.pt"
+    torch.save(batch16, path)
+    script = _CEILING_CHILD.format(qp=QP)
+
+    def run(n: int) -> list[float]:
+        start = time.time() + 8.0  # after the children's imports
+        procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(start)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        return [float(p.communicate()[0].split()[-1]) for p in procs]
+
+    benchmark.group = "bpg-batch16-ceiling"
+    alone = run(1)[0]
+    together = run(default_workers())
+    ceiling = len(together) * alone / max(together)
+    benchmark.extra_info.update({"alone_s": alone, "together_s": together, "ceiling": round(ceiling, 2)})
+    print(f"\nbatch16 one thread: alone {alone * 1e3:.0f} ms, {len(together)} processes at once "
+          f"{[round(t * 1e3) for t in together]} ms: ceiling {ceiling:.2f}x")
+    benchmark.pedantic(lambda: None, rounds=1)  # the figures are in extra_info
