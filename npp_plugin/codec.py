@@ -296,7 +296,6 @@ class Codec(ABC):
             ``(recon, bits)``: the decoded images (same shape, dtype and device as ``batch``)
             and a float64 tensor (N,) of bitstream sizes in bits.
         """
-
         if not is_tensor(batch):
             msg = f"{self.name}: roundtrip expects a torch tensor (N, 3, H, W), got {type(batch).__name__}"
             raise InvalidArgumentError(msg, codec=self.name, argument="batch", allowed="(N, 3, H, W) tensor")
