@@ -33,25 +33,25 @@ typedef struct {
     npp_bpg_encoder *enc;
 } worker_arg;
 
-static void to_rgb(const float *chw, size_t hw, uint8_t *rgb)
+BPG_HOT static void to_rgb(const float *chw, size_t hw, uint8_t *rgb)
 {
     /* Adding and subtracting 1.5 * 2^23 rounds a float in [0, 2^22) to the nearest
      * integer, ties to even (the default rounding mode), as torch.round and rintf do,
      * without a libm call per sample. */
     const float magic = 12582912.0f;
-    for (int c = 0; c < 3; c++) {
-        const float *p = chw + c * hw;
-        for (size_t i = 0; i < hw; i++) {
-            float v = p[i];
-            v = v > 1.0f ? 1.0f : v;
-            v = v >= 0.0f ? v : 0.0f; /* also NaN -> 0 */
-            float t = v * 255.0f + magic; /* no -ffast-math: not folded away */
+    const float *r = chw, *g = chw + hw, *b = chw + 2 * hw;
+    for (size_t i = 0; i < hw; i++) {
+        float v[3] = {r[i], g[i], b[i]};
+        for (int c = 0; c < 3; c++) {
+            float x = v[c] > 1.0f ? 1.0f : v[c];
+            x = x >= 0.0f ? x : 0.0f;          /* also NaN -> 0 */
+            float t = x * 255.0f + magic;      /* no -ffast-math: not folded away */
             rgb[3 * i + c] = (uint8_t)(t - magic);
         }
     }
 }
 
-static void to_float(const uint8_t *rgb, size_t hw, float *chw)
+BPG_HOT static void to_float(const uint8_t *rgb, size_t hw, float *chw)
 {
     float lut[256]; /* v / 255 in float32, as torch divides */
     for (int v = 0; v < 256; v++)

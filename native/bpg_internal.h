@@ -8,6 +8,15 @@
 
 #include "npp_bpg.h"
 
+/* Hot pixel loops get an AVX2 clone next to the baseline one, picked at load time on
+ * CPUs that have it (GCC/Clang function multi-versioning on x86-64 glibc); integer
+ * arithmetic only, so both clones give the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) && !defined(NPP_NO_CLONES)
+#define BPG_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define BPG_HOT
+#endif
+
 #define BPG_MAGIC 0x425047FBu
 /* Largest picture side we accept; keeps a corrupt header from asking for gigabytes. */
 #define BPG_MAX_DIM 65535
