@@ -7,16 +7,15 @@
  * call per batch, the GIL released for all of it. The pixel conversions are the ones
  * npp_plugin.images does with torch (clamp to [0, 1], * 255 in float32, round half to
  * even; back: / 255 in float32), so both routes give identical tensors. */
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "bpg_internal.h"
 
+#define BPG_MAX_THREADS 256
+
 typedef struct {
-    npp_bpg_encoder *const *encoders;
     const float *in;
     float *out;
     uint64_t *bytes;
@@ -129,12 +128,14 @@ NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_enc
             return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: encoder %d is NULL", t);
     if (n == 0)
         return NPP_BPG_OK;
-    batch_job job = {.encoders = encoders, .in = in, .out = out, .bytes = bytes, .n = n,
+    batch_job job = {.in = in, .out = out, .bytes = bytes, .n = n,
                      .height = height, .width = width, .qp = qp};
     atomic_init(&job.next, 0);
     atomic_init(&job.failed, 0);
     pthread_mutex_init(&job.lock, NULL);
     int nt = n_encoders < n ? n_encoders : n;
+    if (nt > BPG_MAX_THREADS) /* the arrays below live on the stack */
+        nt = BPG_MAX_THREADS;
     worker_arg args[nt];
     pthread_t tid[nt];
     int started[nt];
