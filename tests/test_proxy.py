@@ -165,3 +165,17 @@ def test_bd_rate_of_the_proxy_curve():
     far = [{**r, "psnr_proxy": r["psnr_proxy"] - 15.0} for r in rows]
     assert _bd_rate(far, "bpp_codec") is None
     assert _bd_rate(rows[:3], "bpp_codec") is None
+
+
+def test_bd_psnr_of_the_proxy_curve_where_only_rates_overlap():
+    """A proxy 10 dB below the codec at every rate: BD-rate undefined (no PSNR overlap),
+    BD-PSNR -10 dB; a proxy identical to the codec: 0 dB."""
+    pytest.importorskip("bjontegaard")
+    from npp_plugin.proxy.train import _bd_psnr, _bd_rate
+
+    rows = [{"bpp_codec": r, "psnr_codec": d, "bpp_proxy": r, "psnr_proxy": d - 10.0}
+            for r, d in [(0.2, 29.0), (0.35, 31.0), (0.6, 33.0), (1.0, 35.0), (1.6, 37.0)]]
+    assert _bd_rate(rows, "bpp_codec") is None
+    assert _bd_psnr(rows, "bpp_codec") == pytest.approx(-10.0, abs=1e-6)
+    same = [{**r, "psnr_proxy": r["psnr_codec"]} for r in rows]
+    assert _bd_psnr(same, "bpp_codec") == pytest.approx(0.0, abs=1e-9)

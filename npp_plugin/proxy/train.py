@@ -169,7 +169,8 @@ def compare_with_codec(
         against the codec's reconstruction and its bits ratio; ``bd_rate``: the proxy's
         BD-rate (%) against the codec on PSNR (needs ≥ 4 QPs and ``bjontegaard``; else None);
         ``bd_rate_payload``: the same with the codec's fixed header bits (a flat image's)
-        removed, which a learned codec has no counterpart for.
+        removed, which a learned codec has no counterpart for; ``bd_psnr``: the proxy's
+        PSNR minus the codec's at equal rate (dB), defined where only the rates overlap.
     """
     rows = []
     for qp, proxy in sorted(proxies.items()):
@@ -200,10 +201,20 @@ def compare_with_codec(
                      "bpp_codec_overhead": acc["head"] / pixels})
     for r in rows:
         r["bpp_codec_payload"] = r["bpp_codec"] - r["bpp_codec_overhead"]
-    return {"per_qp": rows, "bd_rate": _bd_rate(rows, "bpp_codec"), "bd_rate_payload": _bd_rate(rows, "bpp_codec_payload")}
+    return {"per_qp": rows, "bd_rate": _bd_rate(rows, "bpp_codec"), "bd_rate_payload": _bd_rate(rows, "bpp_codec_payload"),
+            "bd_psnr": _bd_psnr(rows, "bpp_codec")}
 
 
 def _bd_rate(rows: list[dict], anchor: str) -> float | None:
+    return _bd(rows, anchor, "bd_rate")
+
+
+def _bd_psnr(rows: list[dict], anchor: str) -> float | None:
+    return _bd(rows, anchor, "bd_psnr")
+
+
+def _bd(rows: list[dict], anchor: str, measure: str) -> float | None:
+    """``bjontegaard.bd_rate`` / ``bd_psnr`` of the proxy's curve against the codec's."""
     if len(rows) < 4:
         return None
     try:
@@ -221,9 +232,9 @@ def _bd_rate(rows: list[dict], anchor: str) -> float | None:
     try:
         with warnings.catch_warnings():  # "curves do not overlap": reported as None below
             warnings.simplefilter("ignore", UserWarning)
-            value = float(bd.bd_rate([rc[i] for i in order_c], [dc[i] for i in order_c],
-                                     [rp[i] for i in order_p], [dp[i] for i in order_p], method="akima"))
+            value = float(getattr(bd, measure)([rc[i] for i in order_c], [dc[i] for i in order_c],
+                                               [rp[i] for i in order_p], [dp[i] for i in order_p], method="akima"))
     except Exception:  # non-monotone curves from a short fine-tune
         return None
-    # NaN when the PSNR ranges do not overlap (a proxy still far from the codec)
+    # NaN when the ranges do not overlap (a proxy still far from the codec)
     return value if math.isfinite(value) else None
