@@ -379,6 +379,51 @@ def test_sigterm_then_resume_loses_nothing(proxies, tmp_path):
 
 
 @pytest.mark.slow
+@needs_jpeg
+@pytest.mark.parametrize(("phase", "qp"), [("pretrain", None), ("finetune", 30)])
+def test_proxy_stage_sigterm_then_resume_loses_nothing(tmp_path, phase, qp):
+    """Assert stage 1 killed with SIGTERM mid-phase writes a checkpoint (exit 143), and
+    --resume ends with exactly the proxies and log of an uninterrupted run."""
+    from npp_plugin.training.loop import run
+
+    common = dict(stage="proxy", qps=[30, 34], steps=8, proxy_pretrain_steps=10, checkpoint_every=4,
+                  **{**TINY, "val_images": 4})
+    ref = run(TrainConfig(out=str(tmp_path / "ref"), **common))
+
+    out = tmp_path / "killed"
+    argv = [sys.executable, "-m", "npp_plugin.training", "proxy", "--out", str(out), "--qps", "30", "34",
+            "--steps", "8", "--proxy-pretrain-steps", "10", "--checkpoint-every", "4"]
+    for k, v in {**TINY, "val_images": 4}.items():
+        argv += ([f"--{k.replace('_', '-')}"] if v is True else [f"--no-{k.replace('_', '-')}"] if v is False
+                 else [f"--{k.replace('_', '-')}", str(v)])
+    proc = subprocess.Popen(argv, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log-proxy.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # stop inside the phase
+        n = sum(f'"event": "{phase}"' in line for line in log.read_text().splitlines()) if log.is_file() else 0
+        if n >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    ck = torch.load(out / "checkpoint-proxy.pt", weights_only=True)
+    assert ck["phase"] == phase and ck["qp"] == qp and 2 <= ck["step"] < 8
+
+    resumed = run(TrainConfig(out=str(out), **common), resume=True)
+    assert resumed["qps_done"] == [30, 34] and not resumed["interrupted"]
+    a = torch.load(ref["outputs"]["proxies"], weights_only=True)["proxies"]
+    b = torch.load(resumed["outputs"]["proxies"], weights_only=True)["proxies"]
+    assert all(_state_equal(a[q]["state"], b[q]["state"]) for q in ("30", "34"))
+
+    def records(path: Path) -> list:
+        return [(r["event"], r["qp"], r["step"], r["loss"]) for r in map(json.loads, path.read_text().splitlines())
+                if r["event"] in ("pretrain", "finetune")]
+
+    assert records(log) == records(tmp_path / "ref" / "log-proxy.jsonl")
+
+
+@pytest.mark.slow
 def test_ddp_two_ranks(proxies, tmp_path):
     """Assert torchrun with 2 gloo ranks trains a few steps: one log writer, one checkpoint,
     every step logged once, and the ranks averaged their losses."""

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..errors import InvalidArgumentError
 from .model import ProxyCodec
 
-__all__ = ["compare_with_codec", "finetune_to_codec", "overhead_bits", "pretrain_rd", "psnr", "rd_loss"]
+__all__ = ["Resume", "compare_with_codec", "finetune_to_codec", "overhead_bits", "pretrain_rd", "psnr", "rd_loss"]
 
 
 def rd_loss(out: dict, target: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
@@ -67,16 +67,22 @@ def pretrain_rd(
     lr: float = 1e-4,
     aux_lr: float = 1e-3,
     callback: Callable[[int, dict], None] | None = None,
+    resume: Resume | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``proxy`` as an ordinary learned codec; returns one record per step."""
+    """Train ``proxy`` as an ordinary learned codec; returns one record per step.
+
+    ``resume`` continues from a :class:`Resume` state (``batches`` must then start at its
+    step) and hands out checkpoints; see there.
+    """
     _check_steps(steps)
     proxy.train()
     for p in proxy.parameters():
         p.requires_grad_(True)
     opt, aux_opt = _optimizers(proxy, lr, aux_lr)
+    start = resume.restore(opt, aux_opt) if resume else 0
     history = []
     it: Iterator[torch.Tensor] = iter(batches)
-    for step in range(steps):
+    for step in range(start, steps):
         x = next(it)
         terms = rd_loss(proxy(x), x, lmbda)
         aux = _step(proxy, opt, aux_opt, terms["loss"])
@@ -85,8 +91,48 @@ def pretrain_rd(
         history.append(rec)
         if callback is not None:
             callback(step, rec)
+        if resume and resume.after_step(step + 1, steps, opt, aux_opt, lmbda):
+            return history
     proxy.meta.update({"pretrain_steps": proxy.meta.get("pretrain_steps", 0) + steps, "pretrain_lmbda": lmbda})
     return history
+
+
+class Resume:
+    """Checkpoints inside a proxy training phase, and continuing from one.
+
+    Args:
+        save: called with ``(step, state)`` to store a checkpoint; ``state`` holds the
+            optimiser states and λ_p (the proxy's weights are the caller's to save).
+        every: checkpoint every this many steps (0: only when stopping).
+        stop: polled after every step; when it returns True, a checkpoint is saved and the
+            phase returns early (the caller sees ``interrupted``).
+        state: a checkpoint ``(step, state)`` to continue from, or None to start at step 0.
+    """
+
+    def __init__(self, save: Callable[[int, dict], None], *, every: int = 0,
+                 stop: Callable[[], bool] | None = None, state: tuple[int, dict] | None = None) -> None:
+        self.save, self.every, self.stop, self.state = save, every, stop, state
+        self.interrupted = False
+
+    def restore(self, opt, aux_opt) -> int:
+        if self.state is None:
+            return 0
+        step, state = self.state
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        return int(step)
+
+    @property
+    def lmbda(self) -> float | None:
+        return None if self.state is None else self.state[1].get("lmbda")
+
+    def after_step(self, done: int, steps: int, opt, aux_opt, lmbda: float) -> bool:
+        """Save when due; True when the phase must stop now."""
+        stopping = bool(self.stop and self.stop()) and done < steps
+        if stopping or (self.every and done % self.every == 0 and done < steps):
+            self.save(done, {"opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "lmbda": float(lmbda)})
+        self.interrupted = stopping
+        return stopping
 
 
 def finetune_to_codec(
@@ -103,12 +149,14 @@ def finetune_to_codec(
     rate_gain: float = 0.05,
     workers: int | None = None,
     callback: Callable[[int, dict], None] | None = None,
+    resume: Resume | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune ``proxy`` to imitate ``codec`` at ``qp`` (the paper's L_p).
 
     Args:
         lmbda: starting λ_p (default: the proxy's last one, else 0.013).
         match_rate: steer λ_p so the proxy's bpp follows the codec's true bpp.
+        resume: checkpoints and continuing, as in :func:`pretrain_rd` (λ_p included).
 
     Returns:
         Per step: loss, bpp of proxy and codec, PSNR of the proxy against the codec's
@@ -120,10 +168,13 @@ def finetune_to_codec(
         p.requires_grad_(True)
     opt, aux_opt = _optimizers(proxy, lr, aux_lr)
     lmbda = float(lmbda if lmbda is not None else proxy.meta.get("lmbda", 0.0130))
+    if resume and resume.lmbda is not None:
+        lmbda = float(resume.lmbda)
+    start = resume.restore(opt, aux_opt) if resume else 0
     overheads: dict[tuple[int, int], float] = {}
     history = []
     it: Iterator[torch.Tensor] = iter(batches)
-    for step in range(steps):
+    for step in range(start, steps):
         x = next(it)
         with torch.no_grad():
             real, real_bits = codec.roundtrip(x, qp=qp, workers=workers)
@@ -145,6 +196,8 @@ def finetune_to_codec(
         history.append(rec)
         if callback is not None:
             callback(step, rec)
+        if resume and resume.after_step(step + 1, steps, opt, aux_opt, lmbda):
+            return history
     proxy.meta.update({"codec": codec.name, "codec_config": codec.get_config(), "qp": int(qp), "lmbda": lmbda,
                        "finetune_steps": proxy.meta.get("finetune_steps", 0) + steps})
     return history

@@ -24,7 +24,8 @@ A long run (the paper's three stages, BPG, on this 2-core CPU; days, not minutes
 paper --size 256``). Stop any stage with SIGTERM or Ctrl-C; the same command with
 ``--resume`` continues from the last checkpoint. ``runs/bpg/log-*.jsonl`` holds every step's
 loss terms, the plain codec's bits and task loss on the same batch, and the proxy's distance
-from the real codec; ``proxy-gap.json`` the proxies' BD-rate against the codec.
+from the real codec; ``proxy-gap.json`` the proxies' BD-rate and BD-PSNR against the codec.
+Stage 1 checkpoints inside pretraining and inside each QP's fine-tuning too.
 
 Library code raises; this module turns an :class:`~npp_plugin.errors.NppError` into one line
 on stderr and exit status 2. A run stopped by SIGTERM/SIGINT writes its checkpoint and exits

@@ -25,7 +25,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,6 @@ from .ste import codec_step
 __all__ = ["CHECKPOINT_FORMAT", "objective", "run"]
 
 CHECKPOINT_FORMAT = "npp-train-checkpoint/1"
-
-
-class _Stop(Exception):
-    pass
 
 
 class _Stopper:
@@ -73,15 +69,20 @@ class _Stopper:
 class _Log:
     """Append-only JSON-lines log, written by one process; truncated to the resume step."""
 
-    def __init__(self, path: Path, *, enabled: bool, resume_step: int | None) -> None:
+    def __init__(self, path: Path, *, enabled: bool, resume_step: int | None,
+                 stale: Callable[[dict], bool] | None = None) -> None:
+        """``stale`` (with ``resume_step`` set) picks the records to drop instead of the
+        default: steps at or after ``resume_step``."""
         self.path, self.enabled = path, enabled
         if not enabled:
             return
+        if stale is None:
+            def stale(rec: dict) -> bool:
+                return rec.get("event") == "step" and rec["step"] >= resume_step
         lines: list[str] = []
         if resume_step is not None and path.is_file():
             for line in path.read_text().splitlines():
-                rec = json.loads(line)
-                if rec.get("event") != "step" or rec["step"] < resume_step:
+                if not stale(json.loads(line)):
                     lines.append(line)
         atomic_write_bytes(path, "".join(f"{line}\n" for line in lines).encode())
 
@@ -192,8 +193,9 @@ def _val_source(cfg: TrainConfig):
 
 
 def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: bool) -> dict[str, Any]:
-    from ..proxy import load_proxies, proxy_codec, save_proxies
-    from ..proxy.train import compare_with_codec, finetune_to_codec, pretrain_rd
+    from ..proxy import ProxyCodec, load_proxies, proxy_codec, save_proxies
+    from ..proxy.bank import _strip
+    from ..proxy.train import Resume, compare_with_codec, finetune_to_codec, pretrain_rd
     from ..registry import get_codec
 
     if dist.enabled:
@@ -203,58 +205,92 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
     codec = get_codec(cfg.codec, **cfg.codec_options)
     bank_path = cfg.proxies_path()
     base_path = out / f"proxy-base-{cfg.proxy_arch}.pt"
-    log = _Log(out / "log-proxy.jsonl", enabled=True, resume_step=0 if resume else None)
+    ck_path = _checkpoint_path(cfg)
+    # A phase in progress (pretraining, or fine-tuning one QP) checkpoints every
+    # cfg.checkpoint_every steps and on SIGTERM; --resume continues it where it stopped.
+    ck = _load_checkpoint(cfg, torch.device("cpu")) if resume else None
+    done = load_proxies(bank_path) if resume and bank_path.is_file() else {}
+    if ck is not None and (ck["phase"] == "pretrain" and base_path.is_file() or ck.get("qp") in done):
+        ck = None  # that phase finished after the checkpoint
+
+    def stale(rec: dict) -> bool:  # log records the checkpoint does not cover
+        return ck is not None and rec.get("event") == ck["phase"] and rec.get("qp") == ck.get("qp") \
+            and rec["step"] >= ck["step"]
+
+    log = _Log(out / "log-proxy.jsonl", enabled=True, resume_step=0 if resume else None, stale=stale)
     source = make_source(cfg.data, annotations=cfg.annotations)
     batches = Batches(source, size=cfg.size, batch_size=cfg.batch_size, seed=cfg.seed)
-    done = load_proxies(bank_path) if resume and bank_path.is_file() else {}
     todo = [q for q in cfg.qps if q not in done]
-    bar = _progress(cfg, dist, cfg.proxy_pretrain_steps * (not base_path.is_file()) + cfg.steps * len(todo), 0,
-                    f"proxies {cfg.codec}")
+    total = cfg.proxy_pretrain_steps * (not base_path.is_file()) + cfg.steps * len(todo)
+    bar = _progress(cfg, dist, total, ck["step"] if ck else 0, f"proxies {cfg.codec}")
 
     def callback(kind: str, qp: int | None):
         def cb(step: int, rec: dict) -> None:
             log.write({"event": kind, "qp": qp, **rec})
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k != "step"}, refresh=False)
-            if stopper.requested:
-                raise _Stop
 
         return cb
 
-    def batch_iter(tag: str) -> Iterator[torch.Tensor]:
-        k = 0
+    def batch_iter(tag: str, start: int = 0) -> Iterator[torch.Tensor]:
+        k = start
         while True:
             torch.manual_seed(_seed(cfg.seed, tag, k))
             yield batches[k][0]
             k += 1
 
+    def checkpoints(phase: str, qp: int | None, proxy: ProxyCodec) -> Resume:
+        state = None
+        if ck is not None and ck["phase"] == phase and ck.get("qp") == qp:
+            proxy.model.load_state_dict(_strip(ck["proxy"]["state"]))
+            proxy.meta = dict(ck["proxy"]["meta"])
+            state = (ck["step"], ck["optim"])
+
+        def save(step: int, optim: dict) -> None:
+            _save_torch(ck_path, {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase, "qp": qp,
+                                  "step": step, "optim": optim,
+                                  "proxy": {"config": proxy.get_config(), "meta": dict(proxy.meta),
+                                            "state": proxy.state_dict()}})
+
+        return Resume(save, every=cfg.checkpoint_every, stop=lambda: stopper.requested, state=state)
+
+    def start_of(phase: str, qp: int | None) -> int:
+        return ck["step"] if ck is not None and ck["phase"] == phase and ck.get("qp") == qp else 0
+
     interrupted = False
-    try:
-        if cfg.proxy_init:
-            inits = load_proxies(cfg.proxy_init)
-            base = None
-        elif base_path.is_file():
-            base, inits = load_proxies(base_path)[0], {}
-        else:
-            # seeded: the global RNG's start state differs between processes
-            base = proxy_codec(arch=cfg.proxy_arch, N=cfg.proxy_N, M=cfg.proxy_M, seed=_seed(cfg.seed, "proxy-init"))
-            inits = {}
-            pretrain_rd(base, batch_iter("pretrain"), steps=cfg.proxy_pretrain_steps, lmbda=cfg.proxy_lambda,
-                        lr=cfg.lr, callback=callback("pretrain", None))
+    if cfg.proxy_init:
+        inits = load_proxies(cfg.proxy_init)
+        base = None
+    elif base_path.is_file():
+        base, inits = load_proxies(base_path)[0], {}
+    else:
+        # seeded: the global RNG's start state differs between processes
+        base = proxy_codec(arch=cfg.proxy_arch, N=cfg.proxy_N, M=cfg.proxy_M, seed=_seed(cfg.seed, "proxy-init"))
+        inits = {}
+        rs = checkpoints("pretrain", None, base)
+        pretrain_rd(base, batch_iter("pretrain", start_of("pretrain", None)), steps=cfg.proxy_pretrain_steps,
+                    lmbda=cfg.proxy_lambda, lr=cfg.lr, callback=callback("pretrain", None), resume=rs)
+        interrupted = rs.interrupted
+        if not interrupted:
             save_proxies(base_path, {0: base})
-        for qp in todo:
-            start = base if base is not None else inits[min(inits, key=lambda q: abs(q - qp))]
-            proxy = copy.deepcopy(start)
-            finetune_to_codec(proxy, codec, qp, batch_iter(f"finetune{qp}"), steps=cfg.steps,
-                              lmbda=proxy.meta.get("lmbda", cfg.proxy_lambda), lr=cfg.lr, workers=cfg.workers,
-                              callback=callback("finetune", qp))
+    for qp in todo:
+        if interrupted:
+            break
+        start = base if base is not None else inits[min(inits, key=lambda q: abs(q - qp))]
+        proxy = copy.deepcopy(start)
+        rs = checkpoints("finetune", qp, proxy)
+        finetune_to_codec(proxy, codec, qp, batch_iter(f"finetune{qp}", start_of("finetune", qp)), steps=cfg.steps,
+                          lmbda=proxy.meta.get("lmbda", cfg.proxy_lambda), lr=cfg.lr, workers=cfg.workers,
+                          callback=callback("finetune", qp), resume=rs)
+        interrupted = rs.interrupted
+        if not interrupted:
             done[qp] = proxy.freeze()
             save_proxies(bank_path, done)
-    except _Stop:
-        interrupted = True
     bar.close()
     summary: dict[str, Any] = {"stage": "proxy", "interrupted": interrupted, "outputs": {"proxies": str(bank_path)},
                                "qps_done": sorted(done)}
+    if interrupted:
+        summary["outputs"]["checkpoint"] = str(ck_path)
     if interrupted or not done:
         return summary
     val = _val_source(cfg) or source
@@ -323,7 +359,10 @@ def _load_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any] |
         return None
     ck = load_tagged(path, CHECKPOINT_FORMAT, who="npp train", what="a training checkpoint", map_location=device)
     old = ck["config"]
-    for key in ("stage", "codec", "task", "size", "batch_size", "seed", "qp", "qps", "npp_config", "proxy_only"):
+    keys = (("stage", "codec", "codec_options", "size", "batch_size", "seed", "qps", "proxy_arch", "proxy_N",
+             "proxy_M", "proxy_lambda", "proxy_init") if cfg.stage == "proxy" else
+            ("stage", "codec", "task", "size", "batch_size", "seed", "qp", "qps", "npp_config", "proxy_only"))
+    for key in keys:
         if old.get(key) != getattr(cfg, key):
             msg = (f"npp train --resume: {key}={getattr(cfg, key)!r} differs from the checkpoint's "
                    f"{old.get(key)!r} ({path}); resume with the same settings or use another --out")
