@@ -38,6 +38,15 @@ TINY = {
 }
 
 
+def _flags(options: dict) -> list[str]:
+    """``npp train`` command-line flags for config options (booleans as --x / --no-x)."""
+    argv: list[str] = []
+    for k, v in options.items():
+        flag = k.replace("_", "-")
+        argv += [f"--{flag}"] if v is True else [f"--no-{flag}"] if v is False else [f"--{flag}", str(v)]
+    return argv
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -347,9 +356,7 @@ def test_sigterm_then_resume_loses_nothing(proxies, tmp_path):
     out = tmp_path / "killed"
     argv = [sys.executable, "-m", "npp_plugin.training", "npp", "--out", str(out), "--qp", "34",
             "--steps", str(steps), "--proxies", str(proxies), "--checkpoint-every", "100"]
-    for k, v in TINY.items():
-        argv += ([f"--{k.replace('_', '-')}"] if v is True else [f"--no-{k.replace('_', '-')}"] if v is False
-                 else [f"--{k.replace('_', '-')}", str(v)])
+    argv += _flags(TINY)
     proc = subprocess.Popen(argv, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "log-npp.jsonl"
     deadline = time.time() + 240
@@ -393,9 +400,7 @@ def test_proxy_stage_sigterm_then_resume_loses_nothing(tmp_path, phase, qp):
     out = tmp_path / "killed"
     argv = [sys.executable, "-m", "npp_plugin.training", "proxy", "--out", str(out), "--qps", "30", "34",
             "--steps", "8", "--proxy-pretrain-steps", "10", "--checkpoint-every", "4"]
-    for k, v in {**TINY, "val_images": 4}.items():
-        argv += ([f"--{k.replace('_', '-')}"] if v is True else [f"--no-{k.replace('_', '-')}"] if v is False
-                 else [f"--{k.replace('_', '-')}", str(v)])
+    argv += _flags({**TINY, "val_images": 4})
     proc = subprocess.Popen(argv, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "log-proxy.jsonl"
     deadline = time.time() + 240
