@@ -114,13 +114,17 @@ class Resume:
         self.save, self.every, self.stop, self.state = save, every, stop, state
         self.interrupted = False
 
+    @property
+    def start(self) -> int:
+        """The step this phase continues from (0 for a fresh start)."""
+        return 0 if self.state is None else int(self.state[0])
+
     def restore(self, opt, aux_opt) -> int:
-        if self.state is None:
-            return 0
-        step, state = self.state
-        opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
-        return int(step)
+        """Load the optimiser states; returns :attr:`start`."""
+        if self.state is not None:
+            opt.load_state_dict(self.state[1]["opt"])
+            aux_opt.load_state_dict(self.state[1]["aux_opt"])
+        return self.start
 
     @property
     def lmbda(self) -> float | None:

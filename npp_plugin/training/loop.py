@@ -194,7 +194,6 @@ def _val_source(cfg: TrainConfig):
 
 def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: bool) -> dict[str, Any]:
     from ..proxy import ProxyCodec, load_proxies, proxy_codec, save_proxies
-    from ..proxy.bank import _strip
     from ..proxy.train import Resume, compare_with_codec, finetune_to_codec, pretrain_rd
     from ..registry import get_codec
 
@@ -242,7 +241,7 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
     def checkpoints(phase: str, qp: int | None, proxy: ProxyCodec) -> Resume:
         state = None
         if ck is not None and ck["phase"] == phase and ck.get("qp") == qp:
-            proxy.model.load_state_dict(_strip(ck["proxy"]["state"]))
+            proxy.load_state_dict(ck["proxy"]["state"])
             proxy.meta = dict(ck["proxy"]["meta"])
             state = (ck["step"], ck["optim"])
 
@@ -253,9 +252,6 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
                                             "state": proxy.state_dict()}})
 
         return Resume(save, every=cfg.checkpoint_every, stop=lambda: stopper.requested, state=state)
-
-    def start_of(phase: str, qp: int | None) -> int:
-        return ck["step"] if ck is not None and ck["phase"] == phase and ck.get("qp") == qp else 0
 
     interrupted = False
     if cfg.proxy_init:
@@ -268,7 +264,7 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
         base = proxy_codec(arch=cfg.proxy_arch, N=cfg.proxy_N, M=cfg.proxy_M, seed=_seed(cfg.seed, "proxy-init"))
         inits = {}
         rs = checkpoints("pretrain", None, base)
-        pretrain_rd(base, batch_iter("pretrain", start_of("pretrain", None)), steps=cfg.proxy_pretrain_steps,
+        pretrain_rd(base, batch_iter("pretrain", rs.start), steps=cfg.proxy_pretrain_steps,
                     lmbda=cfg.proxy_lambda, lr=cfg.lr, callback=callback("pretrain", None), resume=rs)
         interrupted = rs.interrupted
         if not interrupted:
@@ -279,7 +275,7 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
         start = base if base is not None else inits[min(inits, key=lambda q: abs(q - qp))]
         proxy = copy.deepcopy(start)
         rs = checkpoints("finetune", qp, proxy)
-        finetune_to_codec(proxy, codec, qp, batch_iter(f"finetune{qp}", start_of("finetune", qp)), steps=cfg.steps,
+        finetune_to_codec(proxy, codec, qp, batch_iter(f"finetune{qp}", rs.start), steps=cfg.steps,
                           lmbda=proxy.meta.get("lmbda", cfg.proxy_lambda), lr=cfg.lr, workers=cfg.workers,
                           callback=callback("finetune", qp), resume=rs)
         interrupted = rs.interrupted
