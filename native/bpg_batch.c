@@ -32,7 +32,8 @@ typedef struct {
     npp_bpg_encoder *enc;
 } worker_arg;
 
-BPG_HOT static void to_rgb(const float *chw, size_t hw, uint8_t *rgb)
+BPG_HOT
+static void to_rgb(const float *chw, size_t hw, uint8_t *rgb)
 {
     /* Adding and subtracting 1.5 * 2^23 rounds a float in [0, 2^22) to the nearest
      * integer, ties to even (the default rounding mode), as torch.round and rintf do,
@@ -50,7 +51,8 @@ BPG_HOT static void to_rgb(const float *chw, size_t hw, uint8_t *rgb)
     }
 }
 
-BPG_HOT static void to_float(const uint8_t *rgb, size_t hw, float *chw)
+BPG_HOT
+static void to_float(const uint8_t *rgb, size_t hw, float *chw)
 {
     float lut[256]; /* v / 255 in float32, as torch divides */
     for (int v = 0; v < 256; v++)

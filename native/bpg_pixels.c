@@ -100,7 +100,8 @@ static inline void enc_pixel(const enc_consts *c, int cs, int gray_out, int R, i
 
 /* One row of interleaved RGB to slot rows d0 (and d1, d2 unless gray_out). The colour
  * space is a loop-invariant argument, so each call site specialises after inlining. */
-BPG_HOT static void convert_row(const enc_consts *c, int cs, int gray_out, const uint8_t *row, int w,
+BPG_HOT
+static void convert_row(const enc_consts *c, int cs, int gray_out, const uint8_t *row, int w,
                         uint16_t *d0, uint16_t *d1, uint16_t *d2)
 {
     uint16_t v[3] = {0, 0, 0};
@@ -136,7 +137,8 @@ static const int D1[10] = {2, -4, -8, 17, 57, 57, 17, -8, -4, 2};
 /* Horizontal decimation of one row of n samples into out[0..ceil2(n)-1] (sums of the
  * taps, not yet rounded). `ext` is scratch of n + 16 samples: the row with 8 samples of
  * edge replication on each side, so the taps need no index clamping. */
-BPG_HOT static void dec_h_row(const uint16_t *row, int n, int cosited, uint16_t *ext, int32_t *out)
+BPG_HOT
+static void dec_h_row(const uint16_t *row, int n, int cosited, uint16_t *ext, int32_t *out)
 {
     for (int i = 0; i < 8; i++) {
         ext[i] = row[0];
@@ -158,7 +160,8 @@ BPG_HOT static void dec_h_row(const uint16_t *row, int n, int cosited, uint16_t 
 }
 
 /* Decimate full-resolution chroma `src` (w x h) into the top-left of `dst` (12.3). */
-BPG_HOT static int decimate(const uint16_t *src, int w, int h, int B, int pixel_format, bpg_plane *dst)
+BPG_HOT
+static int decimate(const uint16_t *src, int w, int h, int B, int pixel_format, bpg_plane *dst)
 {
     int cw = (w + 1) >> 1, M = (1 << B) - 1;
     int cosited = pixel_format == NPP_BPG_FORMAT_420_VIDEO ||
@@ -217,7 +220,8 @@ static void pad_plane(bpg_plane *pl, int wc, int hc)
         memcpy(pl->p + y * pl->stride, pl->p + (hc - 1) * pl->stride, sizeof(uint16_t) * pl->w);
 }
 
-BPG_HOT int bpg_prepare_planes(const uint8_t *pixels, int width, int height, int channels,
+BPG_HOT
+int bpg_prepare_planes(const uint8_t *pixels, int width, int height, int channels,
                        ptrdiff_t stride, int pixel_format, int bit_depth, int color_space,
                        int limited_range, bpg_plane planes[3], char **errmsg)
 {
@@ -340,20 +344,24 @@ static inline void up_h_row(const int32_t *e, int w, int cosited, int round, int
     if (!cosited) {
         for (int j = 0; j < pairs; j++) {
             const int32_t *q = e + j;
-            int32_t ev = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] - q[3];
-            int32_t od = -q[-3] + 4 * q[-2] - 10 * q[-1] + 57 * q[0] + 18 * q[1] - 6 * q[2] + 2 * q[3];
+            int32_t ev = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] -
+                         q[3];
+            int32_t od = -q[-3] + 4 * q[-2] - 10 * q[-1] + 57 * q[0] + 18 * q[1] - 6 * q[2] +
+                         2 * q[3];
             u[2 * j] = (uint16_t)clampi((ev + round) >> shift, 0, M);
             u[2 * j + 1] = (uint16_t)clampi((od + round) >> shift, 0, M);
         }
         if (w & 1) {
             const int32_t *q = e + pairs;
-            int32_t ev = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] - q[3];
+            int32_t ev = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] -
+                         q[3];
             u[w - 1] = (uint16_t)clampi((ev + round) >> shift, 0, M);
         }
     } else {
         for (int j = 0; j < pairs; j++) {
             const int32_t *q = e + j;
-            int32_t od = -(q[-3] + q[4]) + 4 * (q[-2] + q[3]) - 11 * (q[-1] + q[2]) + 40 * (q[0] + q[1]);
+            int32_t od =
+                -(q[-3] + q[4]) + 4 * (q[-2] + q[3]) - 11 * (q[-1] + q[2]) + 40 * (q[0] + q[1]);
             u[2 * j] = (uint16_t)clampi((q[0] + r0) >> s0, 0, M);
             u[2 * j + 1] = (uint16_t)clampi((od + round) >> shift, 0, M);
         }
@@ -371,7 +379,8 @@ static inline void pad_row(int32_t *ext, int n)
 }
 
 /* 11.4: 4:2:0 -> full resolution, vertical pass first at extended precision. */
-BPG_HOT static int upsample_420(const uint16_t *C, int cw, int ch, int w, int h, int B, int cosited,
+BPG_HOT
+static int upsample_420(const uint16_t *C, int cw, int ch, int w, int h, int B, int cosited,
                         uint16_t *U)
 {
     int32_t *ext = malloc(sizeof(int32_t) * ((size_t)cw + 8));
@@ -402,7 +411,8 @@ BPG_HOT static int upsample_420(const uint16_t *C, int cw, int ch, int w, int h,
 }
 
 /* 11.5: 4:2:2 -> full resolution, horizontal only at coded precision. */
-BPG_HOT static int upsample_422(const uint16_t *C, int cw, int w, int h, int B, int cosited,
+BPG_HOT
+static int upsample_422(const uint16_t *C, int cw, int w, int h, int B, int cosited,
                         uint16_t *U)
 {
     int32_t *ext = malloc(sizeof(int32_t) * ((size_t)cw + 8));
@@ -455,7 +465,8 @@ static inline int fin(uint32_t v, int s, int M)
     return clampi((int32_t)v >> s, 0, M);
 }
 
-BPG_HOT int bpg_planes_to_rgb(const bpg_src_plane planes[3], int width, int height, int pixel_format,
+BPG_HOT
+int bpg_planes_to_rgb(const bpg_src_plane planes[3], int width, int height, int pixel_format,
                       int bit_depth, int color_space, int limited_range, int out_bits,
                       uint8_t *out, char **errmsg)
 {
