@@ -160,8 +160,8 @@ static void find_x265_threads(npp_bpg_encoder *e)
             e->x265_tids[e->n_x265_tids++] = tid;
     }
     closedir(d);
-    for (int k = 0; k < e->n_x265_tids; k++) /* now that we know them: a neutral name */
-    {
+    /* now that we know them, a neutral name, so a later open cannot count them again */
+    for (int k = 0; k < e->n_x265_tids; k++) {
         char path[64];
         snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)e->x265_tids[k]);
         FILE *f = fopen(path, "w");
