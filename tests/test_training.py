@@ -47,6 +47,22 @@ def _flags(options: dict) -> list[str]:
     return argv
 
 
+def _sigterm_after(argv: list[str], log: Path, event: str, n: int) -> str:
+    """Start ``npp train`` (argv), send SIGTERM once ``log`` holds ``n`` records of ``event``;
+    assert it stopped with 143 (checkpoint written) and return its stderr."""
+    proc = subprocess.Popen(argv, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        seen = sum(f'"event": "{event}"' in line for line in log.read_text().splitlines()) if log.is_file() else 0
+        if seen >= n or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    return err
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -357,17 +373,8 @@ def test_sigterm_then_resume_loses_nothing(proxies, tmp_path):
     argv = [sys.executable, "-m", "npp_plugin.training", "npp", "--out", str(out), "--qp", "34",
             "--steps", str(steps), "--proxies", str(proxies), "--checkpoint-every", "100"]
     argv += _flags(TINY)
-    proc = subprocess.Popen(argv, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "log-npp.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        n = sum('"event": "step"' in line for line in log.read_text().splitlines()) if log.is_file() else 0
-        if n >= 4 or proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-2000:]
+    err = _sigterm_after(argv, log, "step", 4)
     assert "--resume" in err
     ck = torch.load(out / "checkpoint-npp.pt", weights_only=True)
     logged = [json.loads(x) for x in log.read_text().splitlines() if '"event": "step"' in x]
@@ -401,17 +408,8 @@ def test_proxy_stage_sigterm_then_resume_loses_nothing(tmp_path, phase, qp):
     argv = [sys.executable, "-m", "npp_plugin.training", "proxy", "--out", str(out), "--qps", "30", "34",
             "--steps", "8", "--proxy-pretrain-steps", "10", "--checkpoint-every", "4"]
     argv += _flags({**TINY, "val_images": 4})
-    proc = subprocess.Popen(argv, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "log-proxy.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # stop inside the phase
-        n = sum(f'"event": "{phase}"' in line for line in log.read_text().splitlines()) if log.is_file() else 0
-        if n >= 2 or proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-2000:]
+    _sigterm_after(argv, log, phase, 2)  # stop inside the phase
     ck = torch.load(out / "checkpoint-proxy.pt", weights_only=True)
     assert ck["phase"] == phase and ck["qp"] == qp and 2 <= ck["step"] < 8
 
