@@ -129,11 +129,16 @@ struct npp_bpg_encoder {
  * starts them, new threads inherit it, and no other thread can be started with it. */
 #define X265_THREAD_NAME "npp-bpg-x265"
 
-static int read_comm(pid_t tid, char *name, size_t n)
+static FILE *open_comm(pid_t tid, const char *mode)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
-    FILE *f = fopen(path, "r");
+    return fopen(path, mode);
+}
+
+static int read_comm(pid_t tid, char *name, size_t n)
+{
+    FILE *f = open_comm(tid, "r");
     if (!f)
         return -1;
     int ok = fgets(name, (int)n, f) != NULL;
@@ -162,9 +167,7 @@ static void find_x265_threads(npp_bpg_encoder *e)
     closedir(d);
     /* now that we know them, a neutral name, so a later open cannot count them again */
     for (int k = 0; k < e->n_x265_tids; k++) {
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)e->x265_tids[k]);
-        FILE *f = fopen(path, "w");
+        FILE *f = open_comm(e->x265_tids[k], "w");
         if (f) {
             fputs("x265", f);
             fclose(f);

@@ -128,6 +128,7 @@ class Resume:
 
     @property
     def lmbda(self) -> float | None:
+        """λ_p at the checkpoint (fine-tuning steers it), or None."""
         return None if self.state is None else self.state[1].get("lmbda")
 
     def after_step(self, done: int, steps: int, opt, aux_opt, lmbda: float) -> bool:
