@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent
 NATIVE = ROOT / "native"
 OUT = ROOT / "npp_plugin" / "_native"
 LIB_SOURCES = ["npp_bpg.c", "bpg_encode.c", "bpg_slice.c", "bpg_container.c", "bpg_bits.c",
-               "bpg_pixels.c", "bpg_batch.c"]
+               "bpg_pixels.c", "bpg_batch.c", "bpg_lambda.c"]
 HEADERS = ["npp_bpg.h", "bpg_internal.h"]
 TOOLS = {"npp-bpgenc": "tools/npp-bpgenc.c", "npp-bpgdec": "tools/npp-bpgdec.c"}
 
@@ -85,7 +85,7 @@ class build_native(Command):
         # (FORMAT.md, conventions) to match the reference tables bit for bit.
         cflags = [*opt, "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-ffp-contract=off",
                   "-fPIC", "-fvisibility=hidden", *_pkg_config("--cflags", "x265", "libde265")]
-        libs = [*_pkg_config("--libs", "x265", "libde265"), "-lm", "-lpthread"]
+        libs = [*_pkg_config("--libs", "x265", "libde265"), "-lm", "-lpthread", "-ldl"]
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
         lib = out / "libnpp_bpg.so"

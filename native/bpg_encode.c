@@ -22,8 +22,8 @@
 
 /* x265 initialises process-wide tables (CPU primitives, scan orders) inside
  * x265_encoder_open without locking, so concurrent opens race. This mutex only
- * serialises open/close; encoding itself runs in parallel. It is the library's only
- * static object and holds no data. */
+ * serialises open/close; encoding itself runs in parallel. It holds no data (the only
+ * other process-wide state is the once-per-bit-depth lambda decision, bpg_lambda.c). */
 static pthread_mutex_t x265_open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* bpgenc -m 1..9 -> x265_preset_names[m]; our level 0 -> "ultrafast" (with CTU 16). */
@@ -227,8 +227,10 @@ static int open_x265(npp_bpg_encoder *e, int W8, int H8, int pixel_format, int w
 {
     const npp_bpg_encode_params *prm = &e->params;
     const int B = prm->bit_depth;
-    int rc = NPP_BPG_OK;
+    int rc = NPP_BPG_OK, lambda_state;
     close_x265(e);
+    if ((rc = bpg_x265_lambda(B, &lambda_state, errmsg)))
+        return rc;
     pthread_mutex_lock(&x265_open_lock);
     const x265_api *api = e->api = x265_api_get(B);
     if (!api) {

@@ -29,6 +29,11 @@
 int bpg_fail(char **errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- x265 lambda tables (bpg_lambda.c) ------------------------------------------- */
+
+/* npp_bpg_x265_lambda without clearing *errmsg; called before every x265 open. */
+int bpg_x265_lambda(int bit_depth, int *state, char **errmsg);
+
 /* ---- growable byte buffer -------------------------------------------------------- */
 
 typedef struct {

@@ -30,7 +30,7 @@ extern "C" {
 
 #define NPP_BPG_VERSION "1.0.0"
 /* Bumped whenever a struct below or a prototype changes (checked by the loader). */
-#define NPP_BPG_ABI 2
+#define NPP_BPG_ABI 3
 
 /* Status codes (the return value of every fallible call). */
 enum {
@@ -153,6 +153,19 @@ NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, 
 NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
                                      const float *in, int n, int height, int width, int qp,
                                      float *out, uint64_t *bytes, char **errmsg);
+
+/* Which lambda tables x265 uses for this bit depth (state of npp_bpg_x265_lambda). */
+enum {
+    NPP_BPG_LAMBDA_BPGENC = 0,         /* shifted one QP: rate and quality as bpgenc's -q */
+    NPP_BPG_LAMBDA_X265 = 1,           /* x265's own, as NPP_BPG_X265_LAMBDA=x265 asked */
+    NPP_BPG_LAMBDA_X265_NOT_FOUND = 2  /* x265's own: this libx265 does not export them */
+};
+
+/* Decide (once per bit depth and process, before the first encoder of that depth
+ * opens; encoders call this themselves) and report in *state which lambda tables x265
+ * uses. x265 keeps them process-wide; see bpg_lambda.c for why we shift them. Fails
+ * only for a bit depth other than 8/10/12 or an unknown NPP_BPG_X265_LAMBDA value. */
+NPP_API(int) npp_bpg_x265_lambda(int bit_depth, int *state, char **errmsg);
 
 /* Free anything this library returned (NULL is fine). */
 NPP_API(void) npp_bpg_free(void *ptr);

@@ -50,7 +50,7 @@ __all__ = [
 #: Environment variable naming the library file to load instead of the packaged one.
 ENV_VAR = "NPP_BPG_LIBRARY"
 #: NPP_BPG_ABI in native/npp_bpg.h: the struct layouts and prototypes below match it.
-ABI = 2
+ABI = 3
 
 # Status codes and flags of native/npp_bpg.h.
 OK, ERR_ARGUMENT, ERR_NOMEM, ERR_CORRUPT, ERR_UNSUPPORTED, ERR_ENCODER, ERR_DECODER = range(7)
@@ -177,6 +177,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         POINTER(EncoderRef), c_int, c_void_p, c_int, c_int, c_int, c_int, c_void_p, c_void_p, errmsg,
     ]
     lib.npp_bpg_roundtrip_batch.restype = c_int
+    # int npp_bpg_x265_lambda(int bit_depth, int *state, char **errmsg);
+    lib.npp_bpg_x265_lambda.argtypes = [c_int, POINTER(c_int), errmsg]
+    lib.npp_bpg_x265_lambda.restype = c_int
     # void npp_bpg_free(void *ptr);
     lib.npp_bpg_free.argtypes = [c_void_p]
     lib.npp_bpg_free.restype = None

@@ -154,6 +154,29 @@ class BpgCodec(Codec):
         native = _lib()
         return native.get_lib().npp_bpg_version().decode()
 
+    @staticmethod
+    def x265_lambda(bit_depth: int = 8) -> str:
+        """Which lambda tables x265 uses in this process for ``bit_depth``:
+
+        * ``"bpgenc"`` (the default): x265 3.5's tables shifted by one QP, so that a QP
+          gives the rate and quality ``bpgenc -q`` gives with libbpg's bundled x265 (within
+          0-4 % bpp and 0.1 dB on the conformance vectors; unshifted, +5-10 % bpp and
+          +0.2-0.5 dB at the same slice QP, on the same rate-PSNR curve);
+        * ``"x265"``: x265's own, because ``NPP_BPG_X265_LAMBDA=x265`` was set when the first
+          encoder of that bit depth opened;
+        * ``"x265 (tables not found)"``: this libx265 does not export its tables.
+
+        x265 keeps the tables process-wide, so the choice is made once per process and bit
+        depth (this call makes it if no encoder has yet).
+        """
+        native = _lib()
+        lib = native.get_lib()
+        state = ctypes.c_int()
+        err, err_ref = native.new_errmsg()
+        native.check_status(lib, lib.npp_bpg_x265_lambda(bit_depth, byref(state), err_ref), err,
+                            action="x265_lambda")
+        return ("bpgenc", "x265", "x265 (tables not found)")[state.value]
+
     # -- options -> C parameters --------------------------------------------------------
 
     def _native_params(self, qp: int, opts: dict[str, Any]):
