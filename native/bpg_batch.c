@@ -7,9 +7,11 @@
  * call per batch, the GIL released for all of it. The pixel conversions are the ones
  * npp_plugin.images does with torch (clamp to [0, 1], * 255 in float32, round half to
  * even; back: / 255 in float32), so both routes give identical tensors. */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bpg_internal.h"
 
@@ -17,6 +19,7 @@
 
 typedef struct {
     const float *in;
+    int64_t s[4];      /* element strides of in: image, channel, row, column */
     float *out;
     uint64_t *bytes;
     int n, height, width, qp;
@@ -32,42 +35,100 @@ typedef struct {
     npp_bpg_encoder *enc;
 } worker_arg;
 
-BPG_HOT
-static void to_rgb(const float *chw, size_t hw, uint8_t *rgb)
+/* The tolerance of npp_plugin.images.check_image_batch: values within 1e-6 of [0, 1]. */
+#define IN_LO (-1e-6)
+#define IN_HI (1.0 + 1e-6)
+
+/* One sample in [IN_LO, IN_HI] (to_rgb refuses the batch otherwise) to 0..255: * 255 in
+ * float32, rounded half to even, as clamp(0, 1) * 255 then torch.round give. Adding
+ * 1.5 * 2^23 rounds to an integer in the default rounding mode (ties to even) and
+ * leaves it in the low mantissa bits; v * 255 lies within (-0.5, 255.5), so no clamp is
+ * needed, and there is no branch or float-to-int conversion: the loops vectorise. */
+static inline uint8_t sample_to_u8(float v)
 {
-    /* Adding and subtracting 1.5 * 2^23 rounds a float in [0, 2^22) to the nearest
-     * integer, ties to even (the default rounding mode), as torch.round and rintf do,
-     * without a libm call per sample. */
-    const float magic = 12582912.0f;
-    const float *r = chw, *g = chw + hw, *b = chw + 2 * hw;
-    for (size_t i = 0; i < hw; i++) {
-        float v[3] = {r[i], g[i], b[i]};
-        for (int c = 0; c < 3; c++) {
-            float x = v[c] > 1.0f ? 1.0f : v[c];
-            x = x >= 0.0f ? x : 0.0f;          /* also NaN -> 0 */
-            float t = x * 255.0f + magic;      /* no -ffast-math: not folded away */
-            rgb[3 * i + c] = (uint8_t)(t - magic);
-        }
-    }
+    float t = v * 255.0f + 12582912.0f; /* no -ffast-math: not folded away */
+    uint32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    return (uint8_t)bits;
 }
 
+/* Inside check_image_batch's tolerance; false for NaN. */
+static inline int in_range(float v) { return (v >= (float)IN_LO) & (v <= (float)IN_HI); }
+
+/* Image `img` (strides s[1..3]) to interleaved 8-bit RGB; 0 if any value is out of range.
+ * Channels-last rows (the permuted view of HWC images) are already interleaved and
+ * contiguous planar rows are read three at a time: both loops vectorise. */
+BPG_HOT
+static int to_rgb(const float *img, const int64_t s[4], int h, int w, uint8_t *rgb)
+{
+    int ok = 1;
+    for (int y = 0; y < h; y++) {
+        uint8_t *o = rgb + (size_t)3 * w * y;
+        const float *row = img + y * s[2];
+        if (s[1] == 1 && s[3] == 3) {
+            for (int i = 0; i < 3 * w; i++) {
+                ok &= in_range(row[i]);
+                o[i] = sample_to_u8(row[i]);
+            }
+        } else if (s[3] == 1) {
+            const float *r = row, *g = row + s[1], *b = row + 2 * s[1];
+            for (int x = 0; x < w; x++) {
+                ok &= in_range(r[x]) & in_range(g[x]) & in_range(b[x]);
+                o[3 * x] = sample_to_u8(r[x]);
+                o[3 * x + 1] = sample_to_u8(g[x]);
+                o[3 * x + 2] = sample_to_u8(b[x]);
+            }
+        } else {
+            for (int x = 0; x < w; x++)
+                for (int c = 0; c < 3; c++) {
+                    float v = row[c * s[1] + x * s[3]];
+                    ok &= in_range(v);
+                    o[3 * x + c] = sample_to_u8(v);
+                }
+        }
+    }
+    return ok;
+}
+
+/* The error for an image to_rgb refused, worded as check_image_batch words it. */
+static int range_error(const float *img, const int64_t s[4], int h, int w, int k, char **errmsg)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double v = img[c * s[1] + y * s[2] + x * s[3]];
+                if (!isfinite(v))
+                    return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+                                    "bpg: image %d of the batch contains NaN or infinite values",
+                                    k);
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+    return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+                    "bpg: image %d of the batch: values span [%.4g, %.4g]; expected [0, 1]", k,
+                    lo, hi);
+}
+
+/* Interleaved 8-bit RGB to float32 planes: v / 255 in float32, as torch divides (the
+ * division is exact IEEE, vectorised, no reciprocal). */
 BPG_HOT
 static void to_float(const uint8_t *rgb, size_t hw, float *chw)
 {
-    float lut[256]; /* v / 255 in float32, as torch divides */
-    for (int v = 0; v < 256; v++)
-        lut[v] = (float)v / 255.0f;
-    for (int c = 0; c < 3; c++) {
-        float *p = chw + c * hw;
-        for (size_t i = 0; i < hw; i++)
-            p[i] = lut[rgb[3 * i + c]];
+    float *r = chw, *g = chw + hw, *b = chw + 2 * hw;
+    for (size_t i = 0; i < hw; i++) {
+        r[i] = (float)rgb[3 * i] / 255.0f;
+        g[i] = (float)rgb[3 * i + 1] / 255.0f;
+        b[i] = (float)rgb[3 * i + 2] / 255.0f;
     }
 }
 
 static int one_image(batch_job *job, npp_bpg_encoder *enc, int k, uint8_t *rgb, char **errmsg)
 {
     const size_t hw = (size_t)job->height * job->width;
-    to_rgb(job->in + 3 * hw * k, hw, rgb);
+    const float *img = job->in + k * job->s[0];
+    if (!to_rgb(img, job->s, job->height, job->width, rgb))
+        return range_error(img, job->s, job->height, job->width, k, errmsg);
     uint8_t *bs = NULL;
     size_t len = 0;
     int rc = npp_bpg_encoder_encode(enc, rgb, job->width, job->height, 3, (ptrdiff_t)job->width * 3,
@@ -114,8 +175,9 @@ static void *worker(void *p)
 }
 
 NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
-                                     const float *in, int n, int height, int width, int qp,
-                                     float *out, uint64_t *bytes, char **errmsg)
+                                     const float *in, const int64_t in_strides[4], int n,
+                                     int height, int width, int qp, float *out, uint64_t *bytes,
+                                     char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
@@ -132,6 +194,9 @@ NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_enc
         return NPP_BPG_OK;
     batch_job job = {.in = in, .out = out, .bytes = bytes, .n = n,
                      .height = height, .width = width, .qp = qp};
+    const int64_t hw = (int64_t)height * width;
+    const int64_t contiguous[4] = {3 * hw, hw, width, 1};
+    memcpy(job.s, in_strides ? in_strides : contiguous, sizeof job.s);
     atomic_init(&job.next, 0);
     atomic_init(&job.failed, 0);
     pthread_mutex_init(&job.lock, NULL);

@@ -30,7 +30,7 @@ extern "C" {
 
 #define NPP_BPG_VERSION "1.0.0"
 /* Bumped whenever a struct below or a prototype changes (checked by the loader). */
-#define NPP_BPG_ABI 3
+#define NPP_BPG_ABI 4
 
 /* Status codes (the return value of every fallible call). */
 enum {
@@ -144,15 +144,18 @@ NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, 
                                  char **errmsg);
 
 /* Round trips of a batch, the training loop's route: n images of height x width as
- * float32 planes (N, 3, H, W contiguous, values in [0, 1]) are each turned into 8-bit
- * RGB (clamp, * 255, round half to even), encoded at qp, decoded (no verification
- * pass) and written back to out as float32 (N, 3, H, W) = RGB / 255; bytes[i] gets the
- * size of image i's BPG file. One thread per encoder handle (the caller's thread is
+ * float32 (N, 3, H, W), element strides in_strides[4] (NULL: contiguous; channels-last
+ * and other layouts are read in place), values in [0, 1] (within 1e-6; NaN, infinities
+ * or values outside give NPP_BPG_ERR_ARGUMENT naming the image), are each turned into
+ * 8-bit RGB (clamp, * 255, round half to even), encoded at qp, decoded (no verification
+ * pass) and written back to out as contiguous float32 (N, 3, H, W) = RGB / 255; bytes[i]
+ * gets the size of image i's BPG file. One thread per encoder handle (the caller's thread is
  * one of them, at most 256 threads); each handle is used by its thread only, so pass
  * n_encoders handles made with the same parameters. On failure returns the first error's status. */
 NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
-                                     const float *in, int n, int height, int width, int qp,
-                                     float *out, uint64_t *bytes, char **errmsg);
+                                     const float *in, const int64_t in_strides[4], int n,
+                                     int height, int width, int qp, float *out, uint64_t *bytes,
+                                     char **errmsg);
 
 /* Which lambda tables x265 uses for this bit depth (state of npp_bpg_x265_lambda). */
 enum {

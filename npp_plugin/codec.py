@@ -105,6 +105,9 @@ class Codec(ABC):
     #: Largest width/height the format can store.
     max_size: ClassVar[int] = 1 << 30
     params: ClassVar[dict[str, Param]] = {}
+    #: True when ``_roundtrip_tensor`` rejects NaN and out-of-range values itself (while it
+    #: converts them), so ``roundtrip`` skips its own pass over the values.
+    _checks_values_in_roundtrip: ClassVar[bool] = False
 
     def __init__(self, **config: Any) -> None:
         self._config = self._validate_options(config, defaults=True)
@@ -302,7 +305,7 @@ class Codec(ABC):
         qp = self._validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self._require_available()
-        check_image_batch(batch, who=self.name, codec=self.name)
+        check_image_batch(batch, who=self.name, codec=self.name, values=not self._checks_values_in_roundtrip)
         # _check_dims reads only the shape: a zero-stride stand-in for one image
         self._check_dims(np.broadcast_to(np.uint8(0), (*batch.shape[2:], 3)))
         return self._roundtrip_tensor(batch, qp, opts, workers)

@@ -196,6 +196,49 @@ def test_native_batch_route_equals_the_generic_route_exactly():
         assert torch.equal(ours[0], generic[0]) and torch.equal(ours[1], generic[1])
 
 
+def test_native_batch_route_reads_any_layout_in_place():
+    """Channels-last views (HWC images permuted), slices and expanded tensors give what the
+    contiguous copy gives."""
+    codec = BpgCodec(fast=True)
+    g = torch.Generator().manual_seed(5)
+    hwc = torch.rand((4, 40, 56, 3), generator=g)
+    views = {
+        "channels-last": hwc.permute(0, 3, 1, 2),
+        "cropped": torch.rand((3, 3, 60, 80), generator=g)[1:, :, 7:47, 9:65],
+        "strided columns": torch.rand((2, 3, 40, 112), generator=g)[..., ::2],
+        "expanded": torch.rand((1, 3, 40, 56), generator=g).expand(3, 3, 40, 56),
+    }
+    for name, view in views.items():
+        assert not view.is_contiguous(), name
+        for workers in (1, 2):
+            ours = codec.roundtrip(view, qp=35, workers=workers)
+            ref = codec.roundtrip(view.contiguous(), qp=35, workers=workers)
+            assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1]), name
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
+def test_native_batch_route_rejects_bad_values_naming_the_image(layout):
+    codec = BpgCodec(fast=True)
+    base = torch.full((3, 40, 56, 3), 0.5)
+    cases = [((2, 5, 7, 1), float("nan"), r"image 2 of the batch contains NaN or infinite values"),
+             ((1, 0, 0, 0), float("inf"), r"image 1 of the batch contains NaN"),
+             ((0, 39, 55, 2), 1.25, r"image 0 of the batch: values span \[0\.5, 1\.25\]; expected \[0, 1\]"),
+             ((1, 3, 3, 0), -2e-6, r"image 1 of the batch: values span \[-2e-06, 0\.5\]")]
+    for index, value, message in cases:
+        x = base.clone()
+        x[index] = value
+        batch = x.permute(0, 3, 1, 2)
+        if layout == "contiguous":
+            batch = batch.contiguous()
+        with pytest.raises(InvalidArgumentError, match=message) as e:
+            codec.roundtrip(batch, qp=30, workers=2)
+        assert e.value.argument == "image" and e.value.codec == "bpg"
+    x = base.clone()
+    x[0, 0, 0, 0], x[1, 0, 0, 0] = 1 + 9e-7, -9e-7  # inside the tolerance: clamped, no error
+    recon, _ = codec.roundtrip(x.permute(0, 3, 1, 2), qp=30, workers=1)
+    assert recon.shape == (3, 3, 40, 56)
+
+
 def test_native_batch_route_reports_the_first_error():
     with pytest.raises(InvalidArgumentError, match="too small"):
         BpgCodec(fast=True).roundtrip(torch.rand(3, 3, 8, 40), qp=30, workers=2)

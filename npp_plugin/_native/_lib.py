@@ -24,6 +24,7 @@ from ctypes import (
     byref,
     c_char_p,
     c_int,
+    c_int64,
     c_size_t,
     c_ssize_t,
     c_uint32,
@@ -50,7 +51,7 @@ __all__ = [
 #: Environment variable naming the library file to load instead of the packaged one.
 ENV_VAR = "NPP_BPG_LIBRARY"
 #: NPP_BPG_ABI in native/npp_bpg.h: the struct layouts and prototypes below match it.
-ABI = 3
+ABI = 4
 
 # Status codes and flags of native/npp_bpg.h.
 OK, ERR_ARGUMENT, ERR_NOMEM, ERR_CORRUPT, ERR_UNSUPPORTED, ERR_ENCODER, ERR_DECODER = range(7)
@@ -171,10 +172,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     ]
     lib.npp_bpg_decode_into.restype = c_int
     # int npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
-    #                             const float *in, int n, int height, int width, int qp,
-    #                             float *out, uint64_t *bytes, char **errmsg);
+    #                             const float *in, const int64_t in_strides[4], int n,
+    #                             int height, int width, int qp, float *out, uint64_t *bytes,
+    #                             char **errmsg);
     lib.npp_bpg_roundtrip_batch.argtypes = [
-        POINTER(EncoderRef), c_int, c_void_p, c_int, c_int, c_int, c_int, c_void_p, c_void_p, errmsg,
+        POINTER(EncoderRef), c_int, c_void_p, POINTER(c_int64), c_int, c_int, c_int, c_int, c_void_p,
+        c_void_p, errmsg,
     ]
     lib.npp_bpg_roundtrip_batch.restype = c_int
     # int npp_bpg_x265_lambda(int bit_depth, int *state, char **errmsg);

@@ -133,6 +133,7 @@ class BpgCodec(Codec):
     mime: ClassVar[str] = "image/bpg"
     qp_range: ClassVar[tuple[int, int]] = (0, 51)
     max_size: ClassVar[int] = 65535
+    _checks_values_in_roundtrip: ClassVar[bool] = True  # npp_bpg_roundtrip_batch does
     params: ClassVar[dict[str, Param]] = {
         "chroma": Param("420", choices=tuple(_CHROMA), doc="chroma format"),
         "bit_depth": Param(8, choices=(8, 10, 12), doc="coded bits per sample"),
@@ -302,23 +303,32 @@ class BpgCodec(Codec):
     def _roundtrip_tensor(self, batch, qp: int, opts: dict[str, Any], workers: int | None):
         """The whole batch in one native call (``npp_bpg_roundtrip_batch``): one C thread
         per core by default, each with its own pooled encoder, the GIL released throughout.
-        The float <-> uint8 conversions match :mod:`npp_plugin.images` exactly, and each
-        bitstream is decoded once (no verification pass: our encoder made it just now)."""
+        The batch is read in place whatever its strides (a channels-last view of HWC images
+        is not copied) and its values are checked on the way. The float <-> uint8
+        conversions match :mod:`npp_plugin.images` exactly, and each bitstream is decoded
+        once (no verification pass: our encoder made it just now)."""
         import torch
 
         native = _lib()
         lib = native.get_lib()
-        x = batch.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        x = batch.detach().to(device="cpu", dtype=torch.float32)
         n, _, h, w = x.shape
-        out = torch.empty_like(x)
+        strides = (ctypes.c_int64 * 4)(*x.stride())
+        out = torch.empty((n, 3, h, w), dtype=torch.float32)
         nbytes = np.zeros(n, dtype=np.uint64)
         k = max(1, min(n, workers or default_workers()))
         with _POOL.borrow(self._native_params(qp, opts), (h, w), count=k) as encoders:
             handles = (native.EncoderRef * k)(*(e.handle for e in encoders))
             err, err_ref = native.new_errmsg()
-            status = lib.npp_bpg_roundtrip_batch(handles, k, x.data_ptr(), n, h, w, qp, out.data_ptr(),
-                                                 nbytes.ctypes.data, err_ref)
-            native.check_status(lib, status, err, action="roundtrip")
+            status = lib.npp_bpg_roundtrip_batch(handles, k, x.data_ptr(), strides, n, h, w, qp,
+                                                 out.data_ptr(), nbytes.ctypes.data, err_ref)
+            try:
+                native.check_status(lib, status, err, action="roundtrip")
+            except InvalidArgumentError as exc:
+                if "of the batch" not in str(exc):
+                    raise
+                raise InvalidArgumentError(str(exc), codec=self.name, argument="image",
+                                           allowed="finite values in [0, 1]") from None
         bits = torch.from_numpy(nbytes.astype(np.float64) * 8.0)
         return out.to(device=batch.device, dtype=batch.dtype), bits
 

@@ -106,6 +106,55 @@ def test_subprocess_per_image(benchmark, photo, tmp_path, setting):
     _record(benchmark, f"subprocess-{setting}", f"inprocess-{setting}")
 
 
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_per_image_ratio_interleaved(benchmark, photo, tmp_path, setting):
+    """The same two routes, alternated round by round: this VM has slow phases lasting
+    seconds (the same loop runs at 11 or 17 ms per round trip), which bias a ratio of two
+    benchmarks taken one after the other. Each round times one subprocess round trip and
+    the median of five in-process ones; the figure is the median of the per-round ratios."""
+    import statistics
+    import time
+
+    enc, dec = _tool("npp-bpgenc"), _tool("npp-bpgdec")
+    src, bpg, out_png = tmp_path / "in.png", tmp_path / "x.bpg", tmp_path / "out.png"
+    flags = ["-fast"] if setting == "fast" else ["-m", "8"]
+    codec = BpgCodec(**SETTINGS[setting])
+    one = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0
+
+    def subprocess_route() -> None:
+        Image.fromarray(photo).save(src)
+        subprocess.run([enc, *flags, "-q", str(QP), "-o", str(bpg), str(src)], check=True)
+        subprocess.run([dec, "-o", str(out_png), str(bpg)], check=True)
+        with Image.open(out_png) as im:
+            np.asarray(im.convert("RGB"))
+
+    def timed(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    for _ in range(3):  # warm both routes
+        subprocess_route()
+        codec.roundtrip(one, qp=QP, workers=1)
+    sub, inp, ratios = [], [], []
+    for _ in range(25):
+        s = timed(subprocess_route)
+        i = statistics.median(timed(lambda: codec.roundtrip(one, qp=QP, workers=1)) for _ in range(5))
+        sub.append(s)
+        inp.append(i)
+        ratios.append(s / i)
+    ratio = statistics.median(ratios)
+    benchmark.group = f"bpg-per-image-{setting}-interleaved"
+    benchmark.extra_info.update({"subprocess_ms": round(statistics.median(sub) * 1e3, 2),
+                                 "inprocess_ms": round(statistics.median(inp) * 1e3, 2),
+                                 "ratio": round(ratio, 2),
+                                 "ratio_quartiles": [round(q, 2) for q in statistics.quantiles(ratios, n=4)]})
+    print(f"\n{setting} interleaved: subprocess {statistics.median(sub) * 1e3:.1f} ms, in-process "
+          f"{statistics.median(inp) * 1e3:.2f} ms, median ratio {ratio:.2f}x "
+          f"(quartiles {benchmark.extra_info['ratio_quartiles']})")
+    benchmark.pedantic(lambda: None, rounds=1)  # the figures are in extra_info
+
+
 @pytest.fixture(scope="module")
 def batch16(photo) -> torch.Tensor:
     from npp_plugin.datasets import builtin_photos, load_rgb
@@ -130,6 +179,40 @@ def test_batch16_roundtrip(benchmark, batch16, workers):
         ratio = _MEDIANS["batch16-one"] / _MEDIANS[key]
         benchmark.extra_info["speedup_vs_one_thread"] = round(ratio, 2)
         print(f"\nbatch16 all cores ({default_workers()}) vs one thread: {ratio:.2f}x")
+
+
+def test_batch16_ratio_interleaved(benchmark, batch16):
+    """``bpg-batch16`` with the two settings alternated round by round (see
+    test_per_image_ratio_interleaved): the median of per-round ratios."""
+    import statistics
+    import time
+
+    if default_workers() < 2:
+        pytest.skip("one core: nothing to compare")
+    codec = BpgCodec(fast=True)
+
+    def timed(workers) -> float:
+        t = time.perf_counter()
+        codec.roundtrip(batch16, qp=QP, workers=workers)
+        return time.perf_counter() - t
+
+    timed(1), timed(None)
+    one, all_, ratios = [], [], []
+    for _ in range(15):
+        a, b = timed(1), timed(None)
+        one.append(a)
+        all_.append(b)
+        ratios.append(a / b)
+    ratio = statistics.median(ratios)
+    benchmark.group = "bpg-batch16-interleaved"
+    benchmark.extra_info.update({"one_thread_ms": round(statistics.median(one) * 1e3, 1),
+                                 "all_cores_ms": round(statistics.median(all_) * 1e3, 1),
+                                 "cores": default_workers(), "speedup": round(ratio, 2),
+                                 "speedup_quartiles": [round(q, 2) for q in statistics.quantiles(ratios, n=4)]})
+    print(f"\nbatch16 interleaved: one thread {statistics.median(one) * 1e3:.0f} ms, "
+          f"{default_workers()} cores {statistics.median(all_) * 1e3:.0f} ms, median speed-up "
+          f"{ratio:.2f}x (quartiles {benchmark.extra_info['speedup_quartiles']})")
+    benchmark.pedantic(lambda: None, rounds=1)  # the figures are in extra_info
 
 
 _CEILING_CHILD = """
