@@ -29,6 +29,17 @@
 int bpg_fail(char **errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- decoding (npp_bpg.c) ---------------------------------------------------------- */
+
+/* A decode flag for bitstreams our encoder produced in the same call: every CTB is
+ * there, so the guards against cut-short streams (sentinel-filled planes, the
+ * completeness scan) are skipped. Not accepted from outside the library. */
+#define BPG_DECODE_OWN_STREAM (1 << 16)
+
+/* npp_bpg_decode_into with internal flags, without clearing *errmsg. */
+int bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags, uint8_t *out,
+                    size_t out_size, npp_bpg_info *info, char **errmsg);
+
 /* ---- x265 lambda tables (bpg_lambda.c) ------------------------------------------- */
 
 /* npp_bpg_x265_lambda without clearing *errmsg; called before every x265 open. */

@@ -99,6 +99,7 @@ static int de265_fail(char **errmsg, de265_error e, const char *what)
  * the position) contain, and afterwards require every CTB to have been overwritten. */
 typedef struct {
     int bit_depth, sub_w, sub_h, nplanes;
+    int own_stream; /* BPG_DECODE_OWN_STREAM: no sentinels, no completeness scan */
 } alloc_ctx;
 
 static inline uint8_t sentinel8(int x, int y)
@@ -139,11 +140,13 @@ static int get_buffer(de265_decoder_context *ctx, struct de265_image_spec *spec,
             }
             return 0;
         }
-        if (c > 0)
+        /* Sentinels reveal CTBs a cut-short stream leaves undecoded; our own streams
+         * (BPG_DECODE_OWN_STREAM) decode every CTB, so their planes are left as they are. */
+        if (!a->own_stream && c > 0)
             memset(p, 0, (size_t)stride * h * bps);
-        else if (bps == 2)
+        else if (!a->own_stream && bps == 2)
             memset(p, 0xff, (size_t)stride * h * 2);
-        else
+        else if (!a->own_stream)
             for (int y = 0; y < h; y++)
                 for (int x = 0; x < stride; x++)
                     ((uint8_t *)p)[(size_t)y * stride + x] = sentinel8(x, y);
@@ -323,7 +326,8 @@ static int de265_pass(const nal_ref *nals, size_t nnal, const npp_bpg_info *info
         goto out;
     }
     int cx, cy;
-    if (find_undecoded_ctb(img, info->bit_depth,
+    if (!actx->own_stream &&
+        find_undecoded_ctb(img, info->bit_depth,
                            1 << (hh->log2_min_cb_minus3 + 3 + hh->log2_diff_max_min_cb), &cx,
                            &cy)) {
         rc = bpg_fail(errmsg, NPP_BPG_ERR_CORRUPT,
@@ -386,7 +390,8 @@ static int decode_colour(const uint8_t *data, size_t pos, size_t end, const npp_
         return bpg_fail(errmsg, NPP_BPG_ERR_CORRUPT, "bpg: no HEVC data after the header");
     }
     const int cfi = bpg_chroma_format_idc(info->pixel_format);
-    alloc_ctx actx = {info->bit_depth, cfi == 3 ? 1 : 2, cfi == 1 ? 2 : 1, cfi ? 3 : 1};
+    alloc_ctx actx = {info->bit_depth, cfi == 3 ? 1 : 2, cfi == 1 ? 2 : 1, cfi ? 3 : 1,
+                      (flags & BPG_DECODE_OWN_STREAM) != 0};
     de265_decoder_context *ctx = NULL, *ctx2 = NULL;
     const struct de265_image *img = NULL, *img2 = NULL;
     bpg_src_plane planes[3], planes2[3];
@@ -454,12 +459,9 @@ static int begin_decode(const uint8_t *data, size_t len, int out_bits, npp_bpg_i
     return NPP_BPG_OK;
 }
 
-NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
-                                 uint8_t *out, size_t out_size, npp_bpg_info *info,
-                                 char **errmsg)
+int bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags, uint8_t *out,
+                    size_t out_size, npp_bpg_info *info, char **errmsg)
 {
-    if (errmsg)
-        *errmsg = NULL;
     npp_bpg_info local;
     if (!info)
         info = &local;
@@ -475,6 +477,16 @@ NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, 
                         "bpg: output buffer of %zu bytes is smaller than the %zu needed", out_size,
                         need);
     return decode_colour(data, pos, end, info, &hh, out_bits, flags, out, errmsg);
+}
+
+NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
+                                 uint8_t *out, size_t out_size, npp_bpg_info *info,
+                                 char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    return bpg_decode_into(data, len, out_bits, flags & NPP_BPG_DECODE_VERIFY, out, out_size,
+                           info, errmsg);
 }
 
 NPP_API(int) npp_bpg_decode(const uint8_t *data, size_t len, int out_bits, int flags,
@@ -497,7 +509,8 @@ NPP_API(int) npp_bpg_decode(const uint8_t *data, size_t len, int out_bits, int f
     uint8_t *buf = malloc(need);
     if (!buf)
         return bpg_fail(errmsg, NPP_BPG_ERR_NOMEM, "bpg: out of memory (%zu bytes)", need);
-    rc = decode_colour(data, pos, end, info, &hh, out_bits, flags, buf, errmsg);
+    rc = decode_colour(data, pos, end, info, &hh, out_bits, flags & NPP_BPG_DECODE_VERIFY, buf,
+                       errmsg);
     if (rc) {
         free(buf);
         return rc;
