@@ -120,9 +120,9 @@ class BpgCodec(Codec):
             (1 superfast ... 8 veryslow, the default, ... 9 placebo).
         fast: **the fast setting for training loops**: x265's ``ultrafast`` preset with a
             16x16 CTU (``level`` is ignored; every CU 16x16, no SAO, no RDOQ). Measured on
-            six 256x256 photo crops at QP 27..39: encoding takes 0.32x the time of level 1
-            and 0.11x that of level 8, for a BD-rate (RGB PSNR) of +33 % vs level 1 and
-            +37 % vs level 8; the 16x16 CTU itself saves ~45 % of ultrafast's time for ~1 %
+            six 256x256 photo crops at QP 27..39: encoding takes 0.21x the time of level 1
+            and 0.09-0.11x that of level 8, for a BD-rate (RGB PSNR) of +33 % vs level 1 and
+            +35 % vs level 8; the 16x16 CTU itself saves ~45 % of ultrafast's time for ~1 %
             of BD-rate. Still a standard BPG file that any decoder reads.
         hash: add the MD5 picture-hash SEI (``bpgenc -hash``); decoding then verifies it.
     """
