@@ -11,8 +11,15 @@
  * x265 keeps these tables as process-wide globals (its own --lambda-file rewrites them
  * in place, for every encoder in the process), one set per bit-depth build. We shift
  * each set once, before the first encoder of that bit depth opens, so no encoder ever
- * reads a table while it changes. NPP_BPG_X265_LAMBDA=x265 keeps x265's own tables. */
+ * reads a table while it changes. NPP_BPG_X265_LAMBDA=x265 keeps x265's own tables.
+ *
+ * Whether a set is shifted is read from the table itself, not only from our statics: a
+ * second copy of this library in the process (NPP_BPG_LIBRARY naming a copy) shares
+ * x265's tables and must not shift them again. x265's lambda for QP 12 is exactly
+ * 2^(bit_depth - 8) (lambda = 2^((QP - 12) / 6), scaled for the sample range); shifted,
+ * it holds QP 13's value, 2^(1/6) times that (to the table's four decimals). */
 #include <dlfcn.h>
+#include <math.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -34,6 +41,18 @@ static double *find_table(void *lib, int bit_depth, const char *name)
     char sym[96];
     snprintf(sym, sizeof sym, "_ZN%s%zu%sE", ns, strlen(name), name);
     return dlsym(lib, sym);
+}
+
+enum { TABLE_X265, TABLE_SHIFTED, TABLE_UNKNOWN };
+
+static int table_state(const double *lambda, int bit_depth)
+{
+    const double one = (double)(1 << (bit_depth - 8));
+    if (lambda[12] == one)
+        return TABLE_X265;
+    if (fabs(lambda[12] - one * 1.122462048309373) < one * 1e-3)
+        return TABLE_SHIFTED;
+    return TABLE_UNKNOWN;
 }
 
 static int increasing(const double *t)
@@ -74,9 +93,13 @@ static int calibrate(int bit_depth, int *state, char **errmsg)
     double *lambda = find_table(lib, bit_depth, "x265_lambda_tab");
     double *lambda2 = find_table(lib, bit_depth, "x265_lambda2_tab");
     if (lambda && lambda2 && increasing(lambda) && increasing(lambda2)) {
-        shift_one_qp(lambda);
-        shift_one_qp(lambda2);
-        *state = NPP_BPG_LAMBDA_BPGENC;
+        int t = table_state(lambda, bit_depth);
+        if (t == TABLE_X265) {
+            shift_one_qp(lambda);
+            shift_one_qp(lambda2);
+        }
+        if (t != TABLE_UNKNOWN)
+            *state = NPP_BPG_LAMBDA_BPGENC;
     }
     dlclose(lib); /* RTLD_NOLOAD took a reference; x265 stays loaded through our link */
     return NPP_BPG_OK;

@@ -161,7 +161,7 @@ NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_enc
 enum {
     NPP_BPG_LAMBDA_BPGENC = 0,         /* shifted one QP: rate and quality as bpgenc's -q */
     NPP_BPG_LAMBDA_X265 = 1,           /* x265's own, as NPP_BPG_X265_LAMBDA=x265 asked */
-    NPP_BPG_LAMBDA_X265_NOT_FOUND = 2  /* x265's own: this libx265 does not export them */
+    NPP_BPG_LAMBDA_X265_NOT_FOUND = 2  /* x265's own: not exported, or not x265 3.5's */
 };
 
 /* Decide (once per bit depth and process, before the first encoder of that depth

@@ -165,7 +165,8 @@ class BpgCodec(Codec):
           +0.2-0.5 dB at the same slice QP, on the same rate-PSNR curve);
         * ``"x265"``: x265's own, because ``NPP_BPG_X265_LAMBDA=x265`` was set when the first
           encoder of that bit depth opened;
-        * ``"x265 (tables not found)"``: this libx265 does not export its tables.
+        * ``"x265 (tables not found)"``: this libx265 does not export its tables, or they
+          are not the ones the shift was measured on.
 
         x265 keeps the tables process-wide, so the choice is made once per process and bit
         depth (this call makes it if no encoder has yet).
