@@ -276,6 +276,9 @@ def test_loader_env_override_and_clear_errors(monkeypatch, tmp_path, small):
     # a second copy in the process shares x265's lambda tables and must not shift them again
     assert BpgCodec().encode(small, qp=30) == before
     assert BpgCodec.x265_lambda(8) == "bpgenc"
+    batch = torch.from_numpy(small).permute(2, 0, 1)[None] / 255.0
+    _, bits = BpgCodec().roundtrip(batch, qp=30, workers=1)  # the copy's own encoders
+    assert bits.tolist() == [8.0 * len(before)]
     assert BpgCodec().decode(before).shape == small.shape
 
     monkeypatch.setenv(_lib.ENV_VAR, str(tmp_path / "missing.so"))

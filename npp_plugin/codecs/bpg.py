@@ -63,8 +63,9 @@ class _EncoderPool:
 
     @contextmanager
     def borrow(self, params, shape: tuple[int, ...], count: int = 1):
-        """Lend ``count`` encoders for ``params`` and pictures of ``shape`` (H, W, ...)."""
-        key = (tuple(getattr(params, f) for f, _ in params._fields_ if f != "qp"),
+        """Lend ``count`` encoders for ``params`` and pictures of ``shape`` (H, W, ...),
+        made by the library loaded now (``$NPP_BPG_LIBRARY`` may name another one)."""
+        key = (id(_lib().get_lib()), tuple(getattr(params, f) for f, _ in params._fields_ if f != "qp"),
                (shape[0] + 7) // 8, (shape[1] + 7) // 8)
         with self._lock:
             idle = self._idle.get(key, [])
