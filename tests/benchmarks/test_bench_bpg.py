@@ -23,6 +23,9 @@ the second benchmark and printed with ``-s``):
 * ``bpg-batch16-ceiling``: what the cores give to independent work here (the one-thread
   batch in one process alone, then one process per core at once): the ceiling for the
   previous ratio on a shared VM, printed and stored in ``extra_info``.
+* ``...-interleaved``: the per-image and batch ratios again, with the two sides alternated
+  round by round (median of per-round ratios in ``extra_info``): a shared VM's slow phases
+  otherwise land on one side of a ratio and not the other.
 
 The machine may be shared: quote medians, and rerun when the IQR is large.
 """
