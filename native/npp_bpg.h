@@ -149,9 +149,10 @@ NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, 
  * or values outside give NPP_BPG_ERR_ARGUMENT naming the image), are each turned into
  * 8-bit RGB (clamp, * 255, round half to even), encoded at qp, decoded (no verification
  * pass) and written back to out as contiguous float32 (N, 3, H, W) = RGB / 255; bytes[i]
- * gets the size of image i's BPG file. One thread per encoder handle (the caller's thread is
- * one of them, at most 256 threads); each handle is used by its thread only, so pass
- * n_encoders handles made with the same parameters. On failure returns the first error's status. */
+ * gets the size of image i's BPG file. One thread per encoder handle (the caller's thread
+ * is one of them, at most 256 threads); each handle is used by its thread only, so pass
+ * n_encoders handles made with the same parameters. On failure returns the first error's
+ * status. */
 NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
                                      const float *in, const int64_t in_strides[4], int n,
                                      int height, int width, int qp, float *out, uint64_t *bytes,

@@ -305,7 +305,8 @@ class Codec(ABC):
         qp = self._validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self._require_available()
-        check_image_batch(batch, who=self.name, codec=self.name, values=not self._checks_values_in_roundtrip)
+        check_image_batch(batch, who=self.name, codec=self.name,
+                          values=not self._checks_values_in_roundtrip)
         # _check_dims reads only the shape: a zero-stride stand-in for one image
         self._check_dims(np.broadcast_to(np.uint8(0), (*batch.shape[2:], 3)))
         return self._roundtrip_tensor(batch, qp, opts, workers)

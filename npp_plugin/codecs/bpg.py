@@ -65,8 +65,8 @@ class _EncoderPool:
     def borrow(self, params, shape: tuple[int, ...], count: int = 1):
         """Lend ``count`` encoders for ``params`` and pictures of ``shape`` (H, W, ...),
         made by the library loaded now (``$NPP_BPG_LIBRARY`` may name another one)."""
-        key = (id(_lib().get_lib()), tuple(getattr(params, f) for f, _ in params._fields_ if f != "qp"),
-               (shape[0] + 7) // 8, (shape[1] + 7) // 8)
+        config = tuple(getattr(params, f) for f, _ in params._fields_ if f != "qp")
+        key = (id(_lib().get_lib()), config, (shape[0] + 7) // 8, (shape[1] + 7) // 8)
         with self._lock:
             idle = self._idle.get(key, [])
             encoders = [idle.pop() for _ in range(min(count, len(idle)))]
@@ -162,7 +162,7 @@ class BpgCodec(Codec):
 
         * ``"bpgenc"`` (the default): x265 3.5's tables shifted by one QP, so that a QP
           gives the rate and quality ``bpgenc -q`` gives with libbpg's bundled x265 (within
-          0-4 % bpp and 0.1 dB on the conformance vectors; unshifted, +5-10 % bpp and
+          4.4 % bpp and 0.11 dB on the conformance vectors; unshifted, +5-10 % bpp and
           +0.2-0.5 dB at the same slice QP, on the same rate-PSNR curve);
         * ``"x265"``: x265's own, because ``NPP_BPG_X265_LAMBDA=x265`` was set when the first
           encoder of that bit depth opened;
