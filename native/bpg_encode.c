@@ -227,9 +227,9 @@ static int open_x265(npp_bpg_encoder *e, int W8, int H8, int pixel_format, int w
 {
     const npp_bpg_encode_params *prm = &e->params;
     const int B = prm->bit_depth;
-    int rc = NPP_BPG_OK, lambda_state;
+    int rc = NPP_BPG_OK;
     close_x265(e);
-    if ((rc = bpg_x265_lambda(B, &lambda_state, errmsg)))
+    if ((rc = bpg_x265_lambda(B, NULL, errmsg))) /* x265's tables settled before it opens */
         return rc;
     pthread_mutex_lock(&x265_open_lock);
     const x265_api *api = e->api = x265_api_get(B);

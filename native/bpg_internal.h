@@ -42,7 +42,8 @@ int bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags, ui
 
 /* ---- x265 lambda tables (bpg_lambda.c) ------------------------------------------- */
 
-/* npp_bpg_x265_lambda without clearing *errmsg; called before every x265 open. */
+/* npp_bpg_x265_lambda without clearing *errmsg (state may be NULL); called before every
+ * x265 open. */
 int bpg_x265_lambda(int bit_depth, int *state, char **errmsg);
 
 /* ---- growable byte buffer -------------------------------------------------------- */

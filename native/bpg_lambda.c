@@ -110,13 +110,15 @@ int bpg_x265_lambda(int bit_depth, int *state, char **errmsg)
     if (bit_depth != 8 && bit_depth != 10 && bit_depth != 12)
         return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
                         "bpg: bit_depth=%d is not supported; use 8, 10 or 12", bit_depth);
-    int k = (bit_depth - 8) / 2, rc = NPP_BPG_OK;
+    int k = (bit_depth - 8) / 2, rc = NPP_BPG_OK, decided = 0;
     pthread_mutex_lock(&lambda_lock);
-    if (!lambda_state[k] && (rc = calibrate(bit_depth, state, errmsg)) == NPP_BPG_OK)
-        lambda_state[k] = *state + 1; /* a bad setting is reported again next time */
-    else if (lambda_state[k])
-        *state = lambda_state[k] - 1;
+    if (lambda_state[k])
+        decided = lambda_state[k] - 1;
+    else if ((rc = calibrate(bit_depth, &decided, errmsg)) == NPP_BPG_OK)
+        lambda_state[k] = decided + 1; /* a bad setting is reported again next time */
     pthread_mutex_unlock(&lambda_lock);
+    if (state && rc == NPP_BPG_OK)
+        *state = decided;
     return rc;
 }
 
@@ -124,6 +126,5 @@ NPP_API(int) npp_bpg_x265_lambda(int bit_depth, int *state, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
-    int ignored;
-    return bpg_x265_lambda(bit_depth, state ? state : &ignored, errmsg);
+    return bpg_x265_lambda(bit_depth, state, errmsg);
 }

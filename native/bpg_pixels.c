@@ -336,6 +336,23 @@ static int load_plane(const bpg_src_plane *src, int w, int h, int B, uint16_t **
     return NPP_BPG_OK;
 }
 
+/* The 11.3 taps spelled out for the horizontal pass: even / odd outputs of the
+ * half-sample filter, and the odd outputs of the co-sited one, around input q[0]. */
+static inline int32_t hs_even(const int32_t *q)
+{
+    return 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] - q[3];
+}
+
+static inline int32_t hs_odd(const int32_t *q)
+{
+    return -q[-3] + 4 * q[-2] - 10 * q[-1] + 57 * q[0] + 18 * q[1] - 6 * q[2] + 2 * q[3];
+}
+
+static inline int32_t cs_odd(const int32_t *q)
+{
+    return -(q[-3] + q[4]) + 4 * (q[-2] + q[3]) - 11 * (q[-1] + q[2]) + 40 * (q[0] + q[1]);
+}
+
 /* Horizontal upsampling of one row of n chroma values (already at the precision the
  * caller wants) to w outputs, with the taps of 11.3. `e` points 4 entries into a buffer
  * holding the row with 4 replicated samples on each side. `round`/`shift` finish the
@@ -347,27 +364,15 @@ static inline void up_h_row(const int32_t *e, int w, int cosited, int round, int
     const int pairs = w >> 1;
     if (!cosited) {
         for (int j = 0; j < pairs; j++) {
-            const int32_t *q = e + j;
-            int32_t ev = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] -
-                         q[3];
-            int32_t od = -q[-3] + 4 * q[-2] - 10 * q[-1] + 57 * q[0] + 18 * q[1] - 6 * q[2] +
-                         2 * q[3];
-            u[2 * j] = (uint16_t)clampi((ev + round) >> shift, 0, M);
-            u[2 * j + 1] = (uint16_t)clampi((od + round) >> shift, 0, M);
+            u[2 * j] = (uint16_t)clampi((hs_even(e + j) + round) >> shift, 0, M);
+            u[2 * j + 1] = (uint16_t)clampi((hs_odd(e + j) + round) >> shift, 0, M);
         }
-        if (w & 1) {
-            const int32_t *q = e + pairs;
-            int32_t ev = 2 * q[-3] - 6 * q[-2] + 18 * q[-1] + 57 * q[0] - 10 * q[1] + 4 * q[2] -
-                         q[3];
-            u[w - 1] = (uint16_t)clampi((ev + round) >> shift, 0, M);
-        }
+        if (w & 1)
+            u[w - 1] = (uint16_t)clampi((hs_even(e + pairs) + round) >> shift, 0, M);
     } else {
         for (int j = 0; j < pairs; j++) {
-            const int32_t *q = e + j;
-            int32_t od =
-                -(q[-3] + q[4]) + 4 * (q[-2] + q[3]) - 11 * (q[-1] + q[2]) + 40 * (q[0] + q[1]);
-            u[2 * j] = (uint16_t)clampi((q[0] + r0) >> s0, 0, M);
-            u[2 * j + 1] = (uint16_t)clampi((od + round) >> shift, 0, M);
+            u[2 * j] = (uint16_t)clampi((e[j] + r0) >> s0, 0, M);
+            u[2 * j + 1] = (uint16_t)clampi((cs_odd(e + j) + round) >> shift, 0, M);
         }
         if (w & 1)
             u[w - 1] = (uint16_t)clampi((e[pairs] + r0) >> s0, 0, M);

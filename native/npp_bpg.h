@@ -166,8 +166,8 @@ enum {
 };
 
 /* Decide (once per bit depth and process, before the first encoder of that depth
- * opens; encoders call this themselves) and report in *state which lambda tables x265
- * uses. x265 keeps them process-wide; see bpg_lambda.c for why we shift them. Fails
+ * opens; encoders call this themselves) and report in *state (if not NULL) which lambda
+ * tables x265 uses. x265 keeps them process-wide; see bpg_lambda.c for why we shift them. Fails
  * only for a bit depth other than 8/10/12 or an unknown NPP_BPG_X265_LAMBDA value. */
 NPP_API(int) npp_bpg_x265_lambda(int bit_depth, int *state, char **errmsg);
 

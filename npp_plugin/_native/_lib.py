@@ -276,17 +276,21 @@ def take_message(lib: ctypes.CDLL, ptr: c_void_p) -> str:
         lib.npp_bpg_free(ptr)
 
 
-def check_status(lib: ctypes.CDLL, status: int, errmsg: c_void_p, *, action: str) -> None:
-    """Raise the typed error for a non-zero status (freeing the message)."""
+def check_status(lib: ctypes.CDLL, status: int, errmsg: c_void_p, *, action: str,
+                 argument: str | None = None) -> None:
+    """Raise the typed error for a non-zero status (freeing the message). An argument error
+    names the argument its message names ("bpg: <argument>=<value> ..."), else ``argument``
+    (default: ``action``)."""
     message = take_message(lib, errmsg)
     if status == OK:
         return
     text = message or f"bpg: {action} failed with status {status}"
     if status == ERR_CORRUPT:
         raise CorruptStreamError(text, codec="bpg")
-    if status == ERR_ARGUMENT:  # the C message reads "bpg: <argument>=<value> ..."
+    if status == ERR_ARGUMENT:
         named = re.match(r"bpg: (\w+)=", text)
-        raise InvalidArgumentError(text, codec="bpg", argument=named.group(1) if named else action)
+        raise InvalidArgumentError(text, codec="bpg",
+                                   argument=named.group(1) if named else argument or action)
     raise CodecError(text, codec="bpg")
 
 
