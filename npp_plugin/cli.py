@@ -221,14 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("demo", "the main job on the built-in photos"),
                            ("train", "train NPP (npp train -h)"),
-                           ("eval", "evaluate codecs and preprocessors (npp eval -h)")):
+                           ("eval", "evaluate codecs and preprocessors (npp eval -h)"),
+                           ("search", "derivative-free tuning on the real codec: blur | npp (npp search -h)"),
+                           ("check-surrogate", "predicted vs real changes of bits and task loss (npp check-surrogate -h)")):
         p = sub.add_parser(name, help=helptext, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 _MODULES = {"train": "npp_plugin.training.__main__", "eval": "npp_plugin.evaluation.__main__",
-            "demo": "npp_plugin.demo"}
+            "demo": "npp_plugin.demo", "search": "npp_plugin.training.search",
+            "check-surrogate": "npp_plugin.training.surrogate_check"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -172,6 +172,14 @@ class Codec(ABC):
         lo, hi = self.qp_norm_range or self.qp_range
         return min(1.0, max(0.0, (qp - lo) / (hi - lo)))
 
+    def quant_step(self, qp: int) -> float:
+        """The quantiser step at ``qp`` in 8-bit sample units, for analytic rate and
+        distortion surrogates (:mod:`npp_plugin.training.surrogates`). Default: HEVC's law
+        2^((qp − 4) / 6), which BPG, HEIF and VVC share; a codec with another quantiser
+        (JPEG's tables) overrides it."""
+        qp = self._validate_qp(qp)
+        return float(2.0 ** ((qp - 4) / 6.0))
+
     def _validate_qp(self, qp: Any) -> int:
         lo, hi = self.qp_range
         if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)):

@@ -15,10 +15,15 @@ these on the same images (method notes, "What a first experiment here showed": G
     ``gaussian``  Gaussian, ``sigma`` configurable (default 1.0)
     ``bilateral`` edge-preserving bilateral filter (``sigma_space``, ``sigma_color``)
     ``guided``    self-guided filter of He et al. (``radius``, ``eps``)
+    ``blur_tuned`` Gaussian with σ chosen per QP (the anchor every NPP result is
+                  compared with): the σ that minimised the real codec's
+                  J = bpp + λ·KL on training photos (``npp search blur``); the table
+                  ships as ``npp_plugin/weights/blur-tuned.json`` (``table=`` names
+                  another), σ interpolated in the codec's normalised QP
     ============  ==============================================================
 
-All filters ignore the codec and QP (they are fixed operators) and work per channel with
-reflect padding, in float, on (N, 3, H, W) batches in [0, 1].
+All but ``blur_tuned`` ignore the codec and QP (they are fixed operators); all work per
+channel with reflect padding, in float, on (N, 3, H, W) batches in [0, 1].
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .codec import Codec
 
-__all__ = ["BilateralFilter", "GaussianBlur", "GuidedFilter"]
+__all__ = ["BilateralFilter", "GaussianBlur", "GuidedFilter", "TunedBlur"]
 
 
 def _positive(component: str, key: str, value: Any, *, upper: float = 1e6) -> float:
@@ -170,6 +175,54 @@ class GuidedFilter(Preprocessor):
         return {"preprocessor": self.name, "radius": self.radius, "eps": self.eps}
 
 
+class TunedBlur(Preprocessor):
+    """Gaussian blur whose σ depends on the QP, from a table made by ``npp search blur``.
+
+    Args:
+        table: path of a ``blur-tuned.json``; None → the shipped table.
+
+    The table's σ per QP is interpolated linearly in ``codec.normalized_qp(qp)`` (held at the
+    ends); σ 0 means no filtering at that QP. The table records the codec, task and photos it
+    was tuned on (``get_config()["tuned_for"]``); on another codec it applies by normalised QP.
+    """
+
+    name = "blur_tuned"
+
+    def __init__(self, table: str | None = None) -> None:
+        import json
+        from pathlib import Path
+
+        from .errors import WeightsError
+
+        path = Path(table) if table is not None else Path(__file__).parent / "weights" / "blur-tuned.json"
+        try:
+            doc = json.loads(path.read_text())
+            sig = {int(q): float(s) for q, s in doc["sigma"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            msg = f"preprocessor 'blur_tuned': cannot read the σ table {str(path)!r}: {exc}; make one with `npp search blur`"
+            raise WeightsError(msg) from exc
+        if doc.get("format") != "npp_plugin.blur-tuned/1" or not sig or any(not 0 <= s <= 20 for s in sig.values()):
+            msg = f"preprocessor 'blur_tuned': {str(path)!r} is not a blur-tuned table (format npp_plugin.blur-tuned/1, σ in [0, 20])"
+            raise WeightsError(msg)
+        self.path, self.sigmas, self.tuned_for = path, dict(sorted(sig.items())), {
+            "codec": doc.get("codec"), "task": doc.get("task")}
+
+    def sigma(self, codec: Codec, qp: int) -> float:
+        import numpy as np
+
+        lo, hi = codec.qp_norm_range or codec.qp_range
+        qs = [min(1.0, max(0.0, (q - lo) / (hi - lo))) for q in self.sigmas]
+        return float(np.interp(codec.normalized_qp(qp), qs, list(self.sigmas.values())))
+
+    def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+        s = self.sigma(codec, qp)
+        return batch if s <= 0 else gaussian_blur(batch, s)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"preprocessor": self.name, "table": str(self.path), "sigma": {str(k): v for k, v in self.sigmas.items()},
+                "tuned_for": self.tuned_for}
+
+
 def _fixed_blur(sigma: float):
     def factory(**config: Any) -> GaussianBlur:
         if config:
@@ -187,3 +240,4 @@ def npp_register_preprocessors(register) -> None:
     register("gaussian", GaussianBlur)
     register("bilateral", BilateralFilter)
     register("guided", GuidedFilter)
+    register("blur_tuned", TunedBlur)

@@ -29,6 +29,12 @@ def qp_to_quality(qp: int) -> int:
     return int(min(100, max(1, round(quality))))
 
 
+# the IJG/Annex K luminance table, row-major (DC first)
+_IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+             14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+             49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
 class JpegCodec(Codec):
     """Baseline JPEG (libjpeg-turbo), 4:2:0 by default."""
 
@@ -48,6 +54,13 @@ class JpegCodec(Codec):
         from PIL import features
 
         return f"libjpeg-turbo {features.version('libjpeg_turbo') or features.version_codec('jpg')}"
+
+    def quant_step(self, qp: int) -> float:
+        """Mean AC step of the IJG luma table at this QP's quality (libjpeg's scaling)."""
+        quality = qp_to_quality(self._validate_qp(qp))
+        scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
+        steps = [min(255.0, max(1.0, (t * scale + 50.0) // 100.0)) for t in _IJG_LUMA[1:]]
+        return float(sum(steps) / len(steps))
 
     def _encode(self, rgb: np.ndarray, /, *, qp: int, chroma: str, optimize: bool, progressive: bool) -> bytes:
         from PIL import Image

@@ -87,9 +87,9 @@ class NppPreprocessor(Preprocessor):
 
         import torch
 
-        from .model import NppNet
+        from .model import is_npp_net
 
-        if not isinstance(net, NppNet):
+        if not is_npp_net(net):
             msg = f"preprocessor 'npp': expected an NppNet, got {type(net).__name__}"
             raise InvalidArgumentError(msg, argument="net", allowed="NppNet")
         self.device = _device(device)

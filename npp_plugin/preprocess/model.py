@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from ..errors import InvalidArgumentError, ShapeError, WeightsError
 
-__all__ = ["CONFIGS", "NppConfig", "NppNet", "count_parameters", "describe_configs", "npp_net"]
+__all__ = ["CONFIGS", "NppConfig", "NppNet", "build_net", "config_from_dict", "count_parameters", "describe_configs",
+           "is_npp_net", "npp_net"]
 
 
 @dataclass(frozen=True)
@@ -392,6 +393,36 @@ def _resolve_config(config: NppConfig | str) -> NppConfig:
         return CONFIGS[config]
     msg = f"NppNet: unknown configuration {config!r}; choose one of {', '.join(CONFIGS)}"
     raise InvalidArgumentError(msg, argument="config", allowed=list(CONFIGS))
+
+
+def config_from_dict(d: dict[str, Any]) -> Any:
+    """A stored configuration → :class:`NppConfig`, or the configuration of another NPP
+    architecture named by its ``arch`` key (``saliency_blur``)."""
+    arch = d.get("arch", "unet")
+    if arch == "saliency_blur":
+        from .saliency import SaliencyBlurConfig
+
+        return SaliencyBlurConfig.from_dict(d)
+    if arch != "unet":
+        msg = f"NppNet: unknown architecture {arch!r}; known: unet, saliency_blur"
+        raise InvalidArgumentError(msg, argument="arch", allowed=["unet", "saliency_blur"])
+    return NppConfig.from_dict({k: v for k, v in d.items() if k != "arch"})
+
+
+def build_net(config: Any) -> nn.Module:
+    """The network a configuration describes (fresh parameters)."""
+    from .saliency import SaliencyBlurConfig, SaliencyBlurNet
+
+    if isinstance(config, SaliencyBlurConfig):
+        return SaliencyBlurNet(config)
+    return NppNet(config)
+
+
+def is_npp_net(net: Any) -> bool:
+    """True for the networks an NPP weights file can hold."""
+    from .saliency import SaliencyBlurNet
+
+    return isinstance(net, (NppNet, SaliencyBlurNet))
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -96,9 +96,9 @@ class NppWeights:
 
     def build(self, device: str | torch.device = "cpu") -> NppNet:
         """A network in eval mode with these weights."""
-        from .model import NppNet
+        from .model import build_net
 
-        net = NppNet(self.config)
+        net = build_net(self.config)
         try:
             net.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as exc:
@@ -201,7 +201,7 @@ def read_weights(
     """
     import torch
 
-    from .model import NppConfig
+    from .model import config_from_dict
 
     path = resolve_weights(source, config=config)
     try:
@@ -222,7 +222,7 @@ def read_weights(
         msg = f"npp weights {path}: format version {version!r} is not supported (this npp_plugin reads version {FORMAT_VERSION})"
         raise WeightsError(msg)
     try:
-        cfg = NppConfig.from_dict(dict(obj["config"]))
+        cfg = config_from_dict(dict(obj["config"]))
     except (KeyError, TypeError, InvalidArgumentError) as exc:
         msg = f"npp weights {path}: invalid stored configuration: {exc}"
         raise WeightsError(msg) from exc
@@ -312,9 +312,9 @@ def save_weights(path: str | os.PathLike, net: NppNet, *, meta: Mapping[str, Any
 
     from .. import __version__
     from ..fileio import atomic_write_bytes
-    from .model import NppNet, count_parameters
+    from .model import count_parameters, is_npp_net
 
-    if not isinstance(net, NppNet):
+    if not is_npp_net(net):
         msg = f"save_weights: expected an NppNet, got {type(net).__name__}"
         raise InvalidArgumentError(msg, argument="net", allowed="NppNet")
     info = _check_meta(meta)

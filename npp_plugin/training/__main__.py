@@ -62,6 +62,11 @@ _HELP = {
     "checkpoint_every": "write a checkpoint every N steps (and on SIGTERM)",
     "workers": "codec threads per process (default: cores / local ranks)",
     "threads": "torch threads per process",
+    "surrogate": "gradient source: proxy (learned, stage 1) | log | sqlog | sigcount (analytic rate models)",
+    "jacobian": "analytic distortion Jacobian: identity | soft | masked (share of each DCT coefficient kept)",
+    "check_every": "analytic surrogate: re-run the surrogate check every N steps (it always runs at the start)",
+    "init_blur": "distil the network to a Gaussian blur of this σ before training (0: identity start)",
+    "ema": "exponential moving average of the weights (e.g. 0.99); the saved weights are the average",
 }
 
 

@@ -69,6 +69,12 @@ class TrainConfig:
     proxy_pretrain_steps: int = 2000
     proxy_lambda: float = 0.0130
     proxy_only: bool = False
+    # gradient source: the learned proxies, or an analytic surrogate (no proxy network)
+    surrogate: str = "proxy"
+    jacobian: str = "masked"
+    check_every: int = 0
+    init_blur: float = 0.0
+    ema: float = 0.0
     # machinery
     checkpoint_every: int = 100
     diag_every: int = 1
@@ -148,6 +154,22 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 msg = f"npp train: {key} must be a non-negative number, got {v!r}"
                 raise InvalidArgumentError(msg, argument=key, allowed="numbers >= 0")
+        if self.surrogate not in ("proxy", "log", "sqlog", "sigcount"):
+            msg = f"npp train: surrogate={self.surrogate!r} is not allowed; choose proxy | log | sqlog | sigcount"
+            raise InvalidArgumentError(msg, argument="surrogate", allowed=["proxy", "log", "sqlog", "sigcount"])
+        if self.jacobian not in ("identity", "soft", "masked"):
+            msg = f"npp train: jacobian={self.jacobian!r} is not allowed; choose identity | soft | masked"
+            raise InvalidArgumentError(msg, argument="jacobian", allowed=["identity", "soft", "masked"])
+        if self.surrogate == "proxy" and self.check_every:
+            msg = "npp train: --check-every needs an analytic --surrogate (log | sqlog | sigcount)"
+            raise InvalidArgumentError(msg, argument="check_every", allowed="0 with surrogate=proxy")
+        _positive_int("check_every", self.check_every, minimum=0)
+        if not 0.0 <= float(self.ema) < 1.0:
+            msg = f"npp train: ema={self.ema!r} must be in [0, 1) (0 = off)"
+            raise InvalidArgumentError(msg, argument="ema", allowed="[0, 1)")
+        if not 0.0 <= float(self.init_blur) <= 5.0:
+            msg = f"npp train: init_blur={self.init_blur!r} must be a Gaussian σ in [0, 5] (0 = identity start)"
+            raise InvalidArgumentError(msg, argument="init_blur", allowed=(0.0, 5.0))
         if not 0.0 <= float(self.lr_drop) <= 1.0:
             msg = f"npp train: lr_drop={self.lr_drop!r} must be a fraction of the steps in [0, 1]"
             raise InvalidArgumentError(msg, argument="lr_drop", allowed=(0.0, 1.0))

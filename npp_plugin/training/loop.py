@@ -39,6 +39,7 @@ from .data import Batches, BuiltinPhotos, _seed, make_source, val_batches
 from .ddp import DistInfo, init_distributed, shutdown, wrap
 from .losses import calibrate_lambdas, fidelity_loss, fidelity_spec, npp_loss, paper_lambda
 from .ste import codec_step
+from .surrogates import surrogate_step
 
 __all__ = ["CHECKPOINT_FORMAT", "objective", "run"]
 
@@ -357,7 +358,8 @@ def _load_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any] |
     old = ck["config"]
     keys = (("stage", "codec", "codec_options", "size", "batch_size", "seed", "qps", "proxy_arch", "proxy_N",
              "proxy_M", "proxy_lambda", "proxy_init") if cfg.stage == "proxy" else
-            ("stage", "codec", "task", "size", "batch_size", "seed", "qp", "qps", "npp_config", "proxy_only"))
+            ("stage", "codec", "task", "size", "batch_size", "seed", "qp", "qps", "npp_config", "proxy_only",
+             "surrogate", "jacobian", "ema"))
     for key in keys:
         if old.get(key) != getattr(cfg, key):
             msg = (f"npp train --resume: {key}={getattr(cfg, key)!r} differs from the checkpoint's "
@@ -376,8 +378,9 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
     qps = cfg.qps_used()
     for q in qps:
         codec._validate_qp(q)
-    proxies = load_proxies(cfg.proxies_path(), device=device)
-    missing = [q for q in qps if q not in proxies]
+    analytic = cfg.surrogate != "proxy"
+    proxies = {} if analytic else load_proxies(cfg.proxies_path(), device=device)
+    missing = [] if analytic else [q for q in qps if q not in proxies]
     if missing:
         msg = (f"npp train: {cfg.proxies_path()} has proxies for qps {sorted(proxies)}, not {missing}; "
                f"train them with `npp train proxy --qps {' '.join(map(str, missing))}`")
@@ -396,6 +399,11 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
         net = NppNet.from_config(ck["npp_config"]).to(device)
         net.load_state_dict(ck["npp_state"])
         net.train()
+    elif cfg.init_blur > 0 and not cfg.npp_init:
+        _distil_to_blur(net, batches, cfg.init_blur, device=device)
+    ema = copy.deepcopy(net).eval() if cfg.ema > 0 else None
+    if ema is not None and ck is not None and ck.get("ema_state") is not None:
+        ema.load_state_dict(ck["ema_state"])
     model = wrap(net, dist)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if ck is not None:
@@ -415,10 +423,30 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
     else:
         log.write({"event": "resume", "step": start, "world": dist.world})
 
+    val = _val_source(cfg)
+    check_x = None
+    if analytic and dist.is_writer and val is not None:
+        vb = val_batches(val, size=cfg.size, batch_size=max(cfg.val_images, 1), limit=cfg.val_images or 8)
+        check_x = vb[0][0].to(device)
+
+    def surrogate_check(at: int) -> None:
+        from .surrogate_check import check_surrogate
+
+        if check_x is None:
+            return
+        rows = check_surrogate(codec, task, check_x, task.reference(check_x), qps, rate=cfg.surrogate,
+                               jacobian=cfg.jacobian, net=net.eval(), workers=workers)
+        net.train()
+        log.write({"event": "surrogate_check", "step": at, "rows": rows})
+
+    if analytic and start == 0:
+        surrogate_check(0)
+
     def save_checkpoint(next_step: int) -> None:
         if dist.is_writer:
             _save_torch(_checkpoint_path(cfg), {
                 "format": CHECKPOINT_FORMAT, "step": next_step, "config": cfg.to_dict(),
+                "ema_state": ema.state_dict() if ema is not None else None,
                 "npp_config": net.get_config(), "npp_state": net.state_dict(), "optimizer": opt.state_dict(),
                 "lambdas": {str(k): v for k, v in lambdas.items()}, "calibration": calibration,
             })
@@ -434,8 +462,17 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
             break
         rec = _train_step(cfg, dist, step, model, net, opt, batches, task, codec, proxies, lambdas, workers, device,
                           lr=cfg.lr if step < drop_at else cfg.lr_final)
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pn in zip(ema.state_dict().values(), net.state_dict().values(), strict=True):
+                    if pe.is_floating_point():
+                        pe.lerp_(pn, 1.0 - cfg.ema)
+                    else:
+                        pe.copy_(pn)
         log.write(rec)
         step += 1
+        if analytic and cfg.check_every and step % cfg.check_every == 0:
+            surrogate_check(step)
         bar.update(1)
         bar.set_postfix(_postfix(rec), refresh=False)
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
@@ -447,8 +484,9 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
     if interrupted:
         return summary
     metrics = {}
+    if ema is not None:  # what ships is the average
+        net = ema
     if dist.is_writer:
-        val = _val_source(cfg)
         if val is not None and cfg.val_images:
             metrics = _paired_validation(cfg, net, codec, task, val, qps, lambdas, workers, device)
             log.write({"event": "validation", **metrics})
@@ -458,7 +496,7 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
             "recipe": {**cfg.to_dict(), "stage_number": {"npp": 2, "npp-qa": 3}[cfg.stage],
                        "lambdas": {str(k): v for k, v in lambdas.items()}, "calibration": calibration,
                        "world": dist.world, "proxy": {str(q): dict(proxies[q].meta, **proxies[q].get_config())
-                                                      for q in qps}},
+                                                      for q in qps} if not analytic else None},
             "fidelity": fidelity_spec(cfg.psnr_floor, cfg.beta),
             "metrics": metrics,
             "task": task.get_config(),
@@ -468,6 +506,23 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
     dist.barrier()
     summary["validation"] = metrics
     return summary
+
+
+def _distil_to_blur(net, batches: Batches, sigma: float, *, device: torch.device, steps: int = 300) -> None:
+    """Fit the network to a Gaussian blur of ``sigma`` (MSE, no codec) so gradient training
+    starts at the classical anchor instead of the identity (seeded; the same on every rank)."""
+    from ..filters import gaussian_blur
+
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    q = None
+    for k in range(steps):
+        x = batches[10_000_000 + k][0].to(device)
+        if net.config.qa:
+            q = torch.full((x.shape[0],), 0.7, device=device)
+        loss = torch.mean((net(x, q) - gaussian_blur(x, sigma)) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def _postfix(rec: dict[str, Any]) -> dict[str, str]:
@@ -491,7 +546,10 @@ def _train_step(cfg, dist, step, model, net, opt, batches, task, codec, proxies,
     target = _to(target, device) if target is not None else task.reference(x)
     q = None if not net.config.qa else torch.full((x.shape[0],), codec.normalized_qp(qp), device=device)
     x_bar = model(x, q)
-    cs = codec_step(x_bar, codec=codec, qp=qp, proxy=proxies[qp], proxy_only=cfg.proxy_only, workers=workers)
+    if cfg.surrogate == "proxy":
+        cs = codec_step(x_bar, codec=codec, qp=qp, proxy=proxies[qp], proxy_only=cfg.proxy_only, workers=workers)
+    else:
+        cs = surrogate_step(x_bar, codec=codec, qp=qp, rate=cfg.surrogate, jacobian=cfg.jacobian, workers=workers)
     task_loss = task.loss(cs.x_hat, target, reduction="none")
     fid = fidelity_loss(x, x_bar, psnr_floor=cfg.psnr_floor)
     terms = npp_loss(cs.bpp(), task_loss, fid, lmbda=lmbda, beta=cfg.beta)

@@ -160,6 +160,48 @@ def test_bench_full_step(benchmark, parts, tmp_path_factory):
     benchmark.extra_info.update({"codec_share": share, "steps_per_hour": 3600 / _MEDIANS["full step"]})
 
 
+def test_bench_surrogate(benchmark, parts):
+    """The analytic stand-in's own cost (sqlog rate model + codec-masked Jacobian, forward and
+    backward, the real round trip excluded): what replaces the proxy network."""
+    from npp_plugin.training.surrogates import distortion_surrogate, rate_model
+
+    x, codec = parts["x"], parts["codec"]
+    real, _ = codec.roundtrip(x, qp=QP)
+    step = codec.quant_step(QP)
+
+    def run():
+        xb = x.clone().requires_grad_(True)
+        (rate_model(xb, step=step, kind="sqlog").sum()
+         + distortion_surrogate(xb, real, step=step, kind="masked").sum()).backward()
+
+    _bench(benchmark, "analytic surrogate fwd+bwd (sqlog + masked)", run)
+
+
+def test_bench_full_step_analytic(benchmark, parts, tmp_path_factory):
+    """The loop's own step with the analytic surrogate in place of the proxy network."""
+    from npp_plugin.training import loop
+    from npp_plugin.training.config import TrainConfig
+    from npp_plugin.training.data import Batches, BuiltinPhotos
+    from npp_plugin.training.ddp import DistInfo
+
+    codec, net = parts["codec"], parts["net"]
+    cfg = TrainConfig(stage="npp-qa", out=str(tmp_path_factory.mktemp("bench-a")), codec=codec.name, qps=[QP],
+                      size=SIZE, batch_size=BATCH, progress=False, lambda_mode="paper", surrogate="sqlog")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    batches = Batches(BuiltinPhotos("train"), size=SIZE, batch_size=BATCH, seed=0)
+    step = [0]
+
+    def run():
+        loop._train_step(cfg, DistInfo(), step[0], net, net, opt, batches, parts["task"], codec,
+                         {}, {QP: 2.0}, None, torch.device("cpu"), lr=1e-4)
+        step[0] += 1
+
+    _bench(benchmark, "full step, analytic surrogate", run)
+    if "full step" in _MEDIANS:
+        _MEDIANS["step time ratio, analytic / learned proxy"] = _MEDIANS["full step, analytic surrogate"] / \
+            _MEDIANS["full step"]
+
+
 def _cli_tools() -> tuple[str, str] | None:
     for folder in (ROOT / "npp_plugin" / "_native", ROOT / "native", ROOT / "native" / "build"):
         enc, dec = folder / "npp-bpgenc", folder / "npp-bpgdec"

@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Analytic codec surrogates: gradients for a real codec without training a proxy.
+
+The forward values stay the real codec's (``codec.roundtrip``: decoded pixels and true
+bits); only where the gradient comes from changes. Two independent pieces:
+
+Rate models (on 8×8 orthonormal DCTs of Y and the codec's chroma planes, BT.601 full range,
+0–255 samples, AC coefficients ``c``, the codec's quantiser step ``Δ = codec.quant_step(qp)``):
+
+    ``log``       Σ log2(1 + |c|/Δ)                  (Google's sandwiched-compression JPEG proxy)
+    ``sqlog``     Σ log2(1 + (c/Δ)²)
+    ``sigcount``  Σ sigmoid(8·(|c|/Δ − 0.7))         (ρ-domain: count of significant coefficients;
+                                                      0.7 ≈ HEVC intra's dead zone)
+
+Each is rescaled per image to the real bits, ``R̂ = N · sg(R_real / N)``: its value is the real
+rate and its gradient ``(R_real / N)·∂N``. Measured here, ``log`` under-predicts what a blur saves
+by 2–3×, so its gradients say "sharpen"; ``sqlog`` and ``sigcount`` track it within a few %
+(``shared/notes/surrogates.md``; ``npp check-surrogate`` re-measures it).
+
+Distortion Jacobians (how the decoded image moves when the codec's input moves), each used
+as ``x̂ = surrogate(x̄) + sg(x̂_real − surrogate(x̄))``:
+
+    ``identity``  x̂ ≈ x̄: straight-through
+    ``soft``      x̂ ≈ IDCT(Δ·softround(DCT(x̄)/Δ)), softround(z) = round(z) + (z − round(z))³
+    ``masked``    x̂ ≈ IDCT(k ⊙ DCT(x̄)), per coefficient k = clamp(ĉ·c / (c² + 0.25), 0, 1) the
+                  share of it the real codec kept (ĉ from the real reconstruction, this step)
+
+:func:`surrogate_step` returns the same :class:`~.ste.CodecStep` as the learned proxy's
+:func:`~.ste.codec_step`, so the training loop takes either.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidArgumentError
+from .ste import CodecStep, straight_through
+
+__all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "dct_planes", "rate_model", "surrogate_step"]
+
+RATE_MODELS = ("log", "sqlog", "sigcount")
+JACOBIANS = ("identity", "soft", "masked")
+
+# BT.601 full range, as JPEG and BPG's default colour space
+_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def chroma_format(codec: Any) -> str:
+    """The codec's chroma sampling: its ``chroma`` option where it has one, else 4:2:0."""
+    fmt = str(codec.get_config().get("chroma", "420"))
+    return fmt[:3] if fmt[:3] in ("420", "422", "444") else ("444" if fmt == "gray" else "420")
+
+
+@functools.lru_cache(maxsize=4)
+def _dct_matrix(n: int = 8) -> torch.Tensor:
+    k = torch.arange(n, dtype=torch.float64)
+    m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2.0 / n)
+    m[0] /= math.sqrt(2.0)
+    return m.float()
+
+
+def _ycc(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] → YCbCr in 0–255 samples (chroma centred on 0)."""
+    return torch.einsum("ij,njhw->nihw", _YCC.to(x), x) * 255.0
+
+
+def _rgb(y: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_YCC).to(y), y / 255.0)
+
+
+def _blocks(plane: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(N, C, H, W) → 8×8 DCT coefficients (N, C, H/8, W/8, 8, 8), replicate-padded."""
+    h, w = plane.shape[-2:]
+    p = F.pad(plane, (0, (-w) % 8, 0, (-h) % 8), mode="replicate")
+    n, c, hp, wp = p.shape
+    b = p.reshape(n, c, hp // 8, 8, wp // 8, 8).permute(0, 1, 2, 4, 3, 5)
+    d = _dct_matrix().to(p)
+    return d @ b @ d.T, (h, w)
+
+
+def _unblocks(coef: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    d = _dct_matrix().to(coef)
+    b = d.T @ coef @ d
+    n, c, bh, bw = b.shape[:4]
+    return b.permute(0, 1, 2, 4, 3, 5).reshape(n, c, bh * 8, bw * 8)[..., : size[0], : size[1]]
+
+
+def dct_planes(x: torch.Tensor, chroma: str = "420") -> list[torch.Tensor]:
+    """DCT coefficients of the planes the codec codes: Y at full size, CbCr subsampled as
+    ``chroma`` says (``420``: 2×2 means, ``422``: horizontal pairs, ``444``: none)."""
+    ycc = _ycc(x)
+    y, c = ycc[:, :1], ycc[:, 1:]
+    if chroma == "420":
+        c = F.avg_pool2d(F.pad(c, (0, c.shape[-1] % 2, 0, c.shape[-2] % 2), mode="replicate"), 2)
+    elif chroma == "422":
+        c = F.avg_pool2d(F.pad(c, (0, c.shape[-1] % 2, 0, 0), mode="replicate"), (1, 2))
+    return [_blocks(y)[0], _blocks(c)[0]]
+
+
+def rate_model(x: torch.Tensor, *, step: float, kind: str = "sqlog", chroma: str = "420") -> torch.Tensor:
+    """(N,) differentiable rate score N of ``x`` (module docstring), not yet rescaled to bits."""
+    if kind not in RATE_MODELS:
+        msg = f"rate model {kind!r} is unknown; choose one of {', '.join(RATE_MODELS)}"
+        raise InvalidArgumentError(msg, argument="rate", allowed=list(RATE_MODELS))
+    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for coef in dct_planes(x, chroma):
+        z = coef / step
+        ac = torch.ones(8, 8, dtype=z.dtype, device=z.device)
+        ac[0, 0] = 0.0  # DC is predicted from neighbours in every codec here: its cost barely moves
+        if kind == "log":
+            r = torch.log2(1 + z.abs())
+        elif kind == "sqlog":
+            r = torch.log2(1 + z * z)
+        else:
+            r = torch.sigmoid(8.0 * (z.abs() - 0.7))
+        total = total + (r * ac).flatten(1).sum(1)
+    return total
+
+
+def _full_dct(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    return _blocks(_ycc(x))
+
+
+def _softround(z: torch.Tensor) -> torch.Tensor:
+    r = torch.round(z).detach()
+    return r + (z - r) ** 3
+
+
+def distortion_surrogate(x_bar: torch.Tensor, real: torch.Tensor, *, step: float, kind: str) -> torch.Tensor:
+    """A differentiable stand-in for the codec's reconstruction of ``x_bar`` (its value is
+    replaced by ``real`` afterwards; only its Jacobian matters)."""
+    if kind not in JACOBIANS:
+        msg = f"distortion Jacobian {kind!r} is unknown; choose one of {', '.join(JACOBIANS)}"
+        raise InvalidArgumentError(msg, argument="jacobian", allowed=list(JACOBIANS))
+    if kind == "identity":
+        return x_bar
+    coef, size = _full_dct(x_bar)
+    if kind == "soft":
+        out = _softround(coef / step) * step
+    else:
+        with torch.no_grad():
+            c_real, _ = _full_dct(real.to(x_bar))
+            c = coef.detach()
+            keep = (c_real * c / (c * c + 0.25)).clamp(0, 1)
+        out = keep * coef
+    return _rgb(_unblocks(out, size))
+
+
+def surrogate_step(
+    x_bar: torch.Tensor,
+    *,
+    codec: Any,
+    qp: int,
+    rate: str = "sqlog",
+    jacobian: str = "masked",
+    workers: int | None = None,
+) -> CodecStep:
+    """The real codec's values with an analytic surrogate's gradients (module docstring).
+
+    Returns a :class:`~.ste.CodecStep` whose ``proxy_bits`` is the rate model's raw score.
+    """
+    step = float(codec.quant_step(qp))
+    with torch.no_grad():
+        real, real_bits = codec.roundtrip(x_bar.detach().clamp(0, 1), qp=qp, workers=workers)
+    n_score = rate_model(x_bar, step=step, kind=rate, chroma=chroma_format(codec))
+    scale = (real_bits.to(n_score) / n_score.detach().clamp_min(1e-6)).detach()
+    bits = straight_through(n_score * scale, real_bits.to(n_score))
+    sur = distortion_surrogate(x_bar, real, step=step, kind=jacobian)
+    x_hat = straight_through(sur, real)
+    return CodecStep(x_hat, bits, real, real_bits, sur.detach(), n_score.detach())
