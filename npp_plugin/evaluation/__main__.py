@@ -155,7 +155,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--anchor", default="plain", help="BD-rate anchor: a variant (same codec) or codec/variant")
+    p.add_argument("--anchor", default="plain",
+                   help="BD-rate anchor(s), comma-separated: a variant (same codec) or codec/variant, e.g. plain,blur_tuned")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% interval (0: none)")
     p.add_argument("--bootstrap-unit", choices=("image", "source"), default="image",
                    help="resample images, or whole source photos (crops of one photo are correlated)")

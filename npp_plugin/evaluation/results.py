@@ -270,7 +270,10 @@ def finalize(
     fcurves = fidelity_curves(rows)
     refs = reference_scores(rows)
     metrics = [m for m in bd_metrics if m in TASK_METRICS or m in manifest.get("metrics", FIDELITY_METRICS)]
-    bd = bd_table(rows, anchor=anchor, metrics=metrics, n_boot=n_boot, method=method, seed=seed, unit=unit)
+    # several anchors (``plain,blur_tuned``): every claim beside every baseline, one table
+    anchors = [a.strip() for a in anchor.split(",") if a.strip()]
+    bd = [e for a in anchors
+          for e in bd_table(rows, anchor=a, metrics=metrics, n_boot=n_boot, method=method, seed=seed, unit=unit)]
     results = {
         **manifest,
         "aggregation": AGGREGATION,

@@ -189,7 +189,7 @@ def blur_table(rows: dict[int, dict[str, float]], *, codec: Any, task: str, prov
 def search_saliency_blur(net: Any, codec: Any, fit: RealObjective, dev: RealObjective, qps: Sequence[int], *,
                          generations: int = 12, popsize: int = 8, sigma0: float = 0.35, seed: int = 1,
                          state: dict[str, Any] | None = None, save: Any = None, log: Any = None,
-                         stop: Any = None) -> dict[str, Any]:
+                         stop: Any = None, params: Sequence[str] | None = None) -> dict[str, Any]:
     """CMA-ES on the real J, one anchor QP at a time (the anchors are ``qps``, in order).
 
     ``state`` (from an earlier call's ``save``) resumes: finished QPs are kept, the QP in
@@ -200,6 +200,9 @@ def search_saliency_blur(net: Any, codec: Any, fit: RealObjective, dev: RealObje
 
     from ..preprocess.saliency import PARAM_NAMES
 
+    free = [PARAM_NAMES.index(n) for n in (params or PARAM_NAMES)]
+    lo_all = [math.log(0.05), math.log(0.05), math.log(0.1), math.log(0.25)]
+    hi_all = [math.log(4.0), math.log(4.0), math.log(10.0), math.log(8.0)]
     state = state or {"done": {}, "current": None}
     anchors = [codec.normalized_qp(q) for q in qps]
     if [round(a, 6) for a in anchors] != [round(a, 6) for a in net.config.anchors]:
@@ -212,40 +215,45 @@ def search_saliency_blur(net: Any, codec: Any, fit: RealObjective, dev: RealObje
             continue
         cur = state.get("current")
         if cur and cur["qp"] == qp:
-            es = cma.CMAEvolutionStrategy.__new__(cma.CMAEvolutionStrategy)
-            es.__dict__.update(_unpickle(cur["es"]).__dict__)
-            best = cur["best"]
+            es, best, full0 = _unpickle(cur["es"]), cur["best"], np.asarray(cur["x0"], dtype=float)
         else:
-            x0 = net.theta.detach()[i].double().numpy()
-            es = cma.CMAEvolutionStrategy(x0, sigma0, {"popsize": popsize, "seed": seed + qp, "verbose": -9,
-                                                       "bounds": [[math.log(0.05), math.log(0.05), math.log(0.1),
-                                                                   math.log(0.25)],
-                                                                  [math.log(4.0), math.log(4.0), math.log(10.0),
-                                                                   math.log(8.0)]]})
-            base = _theta_filter(net, i, qp, codec, x0)
-            best = {"theta": x0.tolist(), "J_dev": dev(qp, base)["J"], "J_fit": fit(qp, base)["J"], "generation": -1}
+            full0 = net.theta.detach()[i].double().numpy()
+            es = cma.CMAEvolutionStrategy(full0[free], sigma0, {
+                "popsize": popsize, "seed": seed + qp, "verbose": -9,
+                "bounds": [[lo_all[k] for k in free], [hi_all[k] for k in free]]})
+            base = _theta_filter(net, i, qp, codec, full0)
+            jd = dev(qp, base)["J"]
+            best = {"theta": full0.tolist(), "J_dev": jd, "J_fit": jd if fit is dev else fit(qp, base)["J"],
+                    "generation": -1}
+
+        def full(v: Any, full0=full0) -> np.ndarray:
+            """The searched parameters in place, the others as they started."""
+            t = full0.copy()
+            t[free] = v
+            return t
         while es.countiter < generations:
             if stop is not None and stop():
-                state["current"] = {"qp": qp, "es": _pickle(es), "best": best}
+                state["current"] = {"qp": qp, "es": _pickle(es), "best": best, "x0": full0.tolist()}
                 return state
             cand = es.ask()
-            js = [fit(qp, _theta_filter(net, i, qp, codec, c))["J"] for c in cand]
+            js = [fit(qp, _theta_filter(net, i, qp, codec, full(c)))["J"] for c in cand]
             es.tell(cand, js)
-            mean = np.asarray(es.mean)
+            mean = full(np.asarray(es.mean))
             jd = dev(qp, _theta_filter(net, i, qp, codec, mean))["J"]
             rec = {"event": "generation", "qp": qp, "generation": es.countiter, "J_fit_best": min(js),
                    "J_fit_median": float(np.median(js)), "J_dev_mean": jd,
                    **{n: float(math.exp(v)) for n, v in zip(PARAM_NAMES, mean, strict=True)}}
             if jd < best["J_dev"]:
-                best = {"theta": mean.tolist(), "J_dev": jd, "J_fit": fit(qp, _theta_filter(net, i, qp, codec, mean))["J"],
-                        "generation": es.countiter}
+                jf = jd if fit is dev else fit(qp, _theta_filter(net, i, qp, codec, mean))["J"]
+                best = {"theta": mean.tolist(), "J_dev": jd, "J_fit": jf, "generation": es.countiter}
             if log:
                 log(rec)
-            state["current"] = {"qp": qp, "es": _pickle(es), "best": best}
+            state["current"] = {"qp": qp, "es": _pickle(es), "best": best, "x0": full0.tolist()}
             if save:
                 save(state)
         net.theta.data[i] = torch.tensor(best["theta"], dtype=net.theta.dtype)
-        state["done"][key] = {**best, "J_dev_plain": dev(qp)["J"], "J_fit_plain": fit(qp)["J"],
+        plain_dev = dev(qp)["J"]
+        state["done"][key] = {**best, "J_dev_plain": plain_dev, "J_fit_plain": plain_dev if fit is dev else fit(qp)["J"],
                               "params": dict(zip(PARAM_NAMES, np.exp(best["theta"]).tolist(), strict=True))}
         state["current"] = None
         if save:
@@ -294,8 +302,12 @@ def _setup(args: argparse.Namespace, lambdas: dict[int, float] | None = None):
     codec = get_codec(args.codec, **dict(_kv(o) for o in args.codec_option))
     task = get_task(args.task)
     fit_files, dev_files = builtin_dev_split()
-    fit_c = Crops.random(fit_files, n=args.fit_crops, size=args.size, seed=args.seed, task=task)
-    dev_c = Crops.grid(dev_files, n=args.dev_crops, size=args.size, task=task)
+    if args.fit_on == "all":  # every training photo, grid crops (backgrounds too); select on them
+        fit_c = Crops.grid(fit_files + dev_files, n=args.fit_crops, size=args.size, task=task)
+        dev_c = fit_c
+    else:
+        fit_c = Crops.random(fit_files, n=args.fit_crops, size=args.size, seed=args.seed, task=task)
+        dev_c = Crops.grid(dev_files, n=args.dev_crops, size=args.size, task=task)
     calib = None
     if lambdas is None:
         pairs = [(fit_c.x[i:i + 32], fit_c.ref[i:i + 32]) for i in range(0, len(fit_c.x), 32)]
@@ -348,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--fit-crops", type=int, default=64)
     p.add_argument("--dev-crops", type=int, default=48)
+    p.add_argument("--fit-on", choices=("fit", "all"), default="fit",
+                   help="fit: random crops of the fit photos, selection on grid crops of the development photos; "
+                        "all: grid crops of every training photo for both (no development split)")
+    p.add_argument("--search-params", default="sigma_bg,sigma_fg,gamma,chroma",
+                   help="npp: the parameters searched per QP (the others stay at the tuned blur's: γ 1, chroma 1)")
     p.add_argument("--generations", type=int, default=12)
     p.add_argument("--popsize", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
@@ -463,9 +480,10 @@ def _main_npp(args, out, table, codec, task, fit_c, dev_c, lambdas, prov, log, s
     def save(st: dict[str, Any]) -> None:
         atomic_write_bytes(state_path, json.dumps(st).encode())
 
+    dev = fit if args.fit_on == "all" else dev
     state = search_saliency_blur(net, codec, fit, dev, args.qps, generations=args.generations,
                                  popsize=args.popsize, seed=args.seed, state=state, save=save, log=log,
-                                 stop=lambda: stopped["flag"])
+                                 stop=lambda: stopped["flag"], params=args.search_params.split(","))
     if state.get("current"):
         print(f"npp search: stopped; continue with --resume (state in {state_path})", file=sys.stderr)  # noqa: T201
         return 143
