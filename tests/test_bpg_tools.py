@@ -238,6 +238,24 @@ def test_gray_and_palette_png_as_bpgenc_reads_them(tmp_path, small):
     assert (tmp_path / "p.bpg").read_bytes() == codec.encode(rgb, qp=29)
 
 
+def test_premul_sets_libpngs_alpha_mode_as_bpgenc_does(tmp_path, small):
+    """bpgenc -premul asks libpng for associated alpha with linear output, which linearises
+    the colours of a file with a gAMA chunk even without alpha: not ignored here either."""
+    Image.fromarray(small).save(tmp_path / "x.png")
+    raw = (tmp_path / "x.png").read_bytes()
+    gama = b"gAMA" + struct.pack(">I", 45455)  # 1/2.2
+    chunk = struct.pack(">I", 4) + gama + struct.pack(">I", zlib.crc32(gama))
+    (tmp_path / "g.png").write_bytes(raw[:33] + chunk + raw[33:])  # after the IHDR chunk
+    run("npp-bpgenc", "-o", "plain.bpg", "g.png", cwd=tmp_path)
+    run("npp-bpgenc", "-premul", "-o", "premul.bpg", "g.png", cwd=tmp_path)
+    codec = BpgCodec()
+    plain = (tmp_path / "plain.bpg").read_bytes()
+    assert plain == codec.encode(small, qp=29)  # gAMA alone changes nothing, as in bpgenc
+    linear = codec.decode((tmp_path / "premul.bpg").read_bytes()).astype(float)
+    expected = 255 * (small / 255.0) ** 2.2
+    assert abs(linear.mean() - expected.mean()) < 2 < small.mean() - linear.mean()
+
+
 def test_jpeg_input_keeps_its_colour_space_and_chroma_layout(tmp_path, small):
     """As bpgenc: a 4:2:0 or 4:2:2 JPEG keeps its layout (-f applies to 4:4:4 ones), -c and
     -limitedrange do not apply; a gray JPEG stays gray. YCbCr goes through RGB here, which
@@ -452,6 +470,10 @@ def _inputs(tmp: Path, small: np.ndarray) -> None:
     Image.fromarray(small).convert("CMYK").save(tmp / "cmyk.jpg")
     (tmp / "notes.txt").write_text("not an image\n")
     (tmp / "cut.png").write_bytes((tmp / "x.png").read_bytes()[:200])
+    Image.fromarray(small).save(tmp / "x.jpg", quality=90)
+    jpeg = (tmp / "x.jpg").read_bytes()
+    (tmp / "cut.jpg").write_bytes(jpeg[: len(jpeg) * 2 // 3])  # libjpeg would fill in gray
+    (tmp / "bad.jpg").write_bytes(jpeg[:20] + b"\xff\xc0" + jpeg[22:])  # nonsense after SOI
     (tmp / "huge.png").write_bytes(_png_with_size(70000, 16))
     (tmp / "big.png").write_bytes(_png_with_size(60000, 60000))
 
@@ -477,8 +499,10 @@ ENC_ERRORS = [
     (["g16.png"], "g16.png: 16-bit PNG input is not supported"),
     (["cmyk.jpg"], "cmyk.jpg: CMYK JPEG input is not supported"),
     (["notes.txt"], "notes.txt: not a PNG or JPEG file"),
-    (["cut.png"], "cut.png: invalid PNG file"),
-    (["huge.png"], "huge.png: invalid PNG file (Invalid IHDR data: Image width exceeds user limit in IHDR)"),
+    (["cut.png"], "cut.png: invalid or truncated PNG file"),
+    (["cut.jpg"], "cut.jpg: truncated or corrupt JPEG data (Premature end of JPEG file)"),
+    (["bad.jpg"], "bad.jpg: invalid or truncated JPEG file"),
+    (["huge.png"], "huge.png: invalid or truncated PNG file (Invalid IHDR data: Image width exceeds user limit in IHDR)"),
     (["big.png"], "big.png: image size 60000x60000 is out of range"),
     (["missing.png"], "missing.png: cannot open (No such file or directory)"),
 ]

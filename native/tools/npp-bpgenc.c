@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <jpeglib.h>
+#include <jerror.h> /* after jpeglib.h */
 #include <png.h>
 
 #include "npp_bpg.h"
@@ -243,6 +244,7 @@ typedef struct {
     uint8_t *pixels; /* interleaved 8-bit gray or RGB */
     int width, height, channels;
     int is_jpeg, jpeg_format, jpeg_space; /* JPEG: the layout and colour space to code */
+    int through_rgb;                      /* a YCbCr JPEG, decoded to RGB for the library */
     bytes md;                             /* extension records for -keepmetadata */
 } image;
 
@@ -261,7 +263,7 @@ static char last_png_warning[200];
 
 static void png_fail(png_structp png, png_const_charp msg)
 {
-    tool_die("%s: invalid PNG file (%s%s%s)", (const char *)png_get_error_ptr(png), msg,
+    tool_die("%s: invalid or truncated PNG file (%s%s%s)", (const char *)png_get_error_ptr(png), msg,
              *last_png_warning ? ": " : "", last_png_warning);
 }
 
@@ -326,15 +328,24 @@ static void jpeg_fail(j_common_ptr cinfo)
 {
     char msg[JMSG_LENGTH_MAX];
     cinfo->err->format_message(cinfo, msg);
-    tool_die("%s: invalid JPEG file (%s)", (const char *)cinfo->client_data, msg);
+    tool_die("%s: invalid or truncated JPEG file (%s)", (const char *)cinfo->client_data, msg);
 }
 
-static void jpeg_warn(j_common_ptr cinfo)
+/* libjpeg goes on after a warning. Where picture data is missing (a file cut short, a
+ * damaged segment) it fills in gray: bpgenc codes that, we refuse the file. Other warnings
+ * are printed once, as libjpeg's default handler does. */
+static void jpeg_warn(j_common_ptr cinfo, int level)
 {
+    if (level >= 0)
+        return; /* trace messages */
     char msg[JMSG_LENGTH_MAX];
     cinfo->err->format_message(cinfo, msg);
-    /* bpgenc prints libjpeg's warnings (e.g. corrupt data) too, and goes on */
-    tool_note("%s: libjpeg: %s", (const char *)cinfo->client_data, msg);
+    int code = cinfo->err->msg_code;
+    if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_MUST_RESYNC)
+        tool_die("%s: truncated or corrupt JPEG data (%s)", (const char *)cinfo->client_data,
+                 msg);
+    if (cinfo->err->num_warnings++ == 0)
+        tool_note("%s: libjpeg: %s", (const char *)cinfo->client_data, msg);
 }
 
 /* EXIF and XMP in file order, then the ICC profile (bpgenc's jpeg_get_metadata). Unlike
@@ -383,7 +394,7 @@ static void read_jpeg(FILE *f, const char *path, const options *o, image *img)
     struct jpeg_error_mgr jerr;
     cinfo.err = jpeg_std_error(&jerr);
     jerr.error_exit = jpeg_fail;
-    jerr.output_message = jpeg_warn;
+    jerr.emit_message = jpeg_warn;
     jpeg_create_decompress(&cinfo);
     cinfo.client_data = (void *)path;
     if (o->keep_metadata) {
@@ -408,8 +419,7 @@ static void read_jpeg(FILE *f, const char *path, const options *o, image *img)
             img->jpeg_format = NPP_BPG_FORMAT_422;
         else if (hv == 0x111122)
             img->jpeg_format = NPP_BPG_FORMAT_420;
-        tool_note("note: %s: a YCbCr JPEG is coded through RGB here (bpgenc codes its YCbCr "
-                  "planes as they are), so the file is close to bpgenc's, not identical", path);
+        img->through_rgb = 1;
     } else if (cinfo.jpeg_color_space == JCS_RGB && cinfo.num_components == 3) {
         cinfo.out_color_space = JCS_RGB;
         img->jpeg_space = NPP_BPG_CS_RGB;
@@ -518,6 +528,9 @@ int main(int argc, char **argv)
     size_t sizes[3] = {head_len, img.md.len, len - pos};
     if (tool_write_file(o.out, parts, sizes, 3))
         tool_die("%s: cannot write (%s)", o.out, strerror(errno));
+    if (img.through_rgb)
+        tool_note("note: %s: a YCbCr JPEG is coded through RGB here (bpgenc codes its YCbCr "
+                  "planes as they are), so the file is close to bpgenc's, not identical", o.in);
     if (o.verbose)
         tool_note("%s -> %s: %dx%d, %s %s, %d bit%s, qp %d, level %d%s%s, %zu bytes%s", o.in,
                   o.out, img.width, img.height, FORMATS[p.pixel_format], SPACES[p.color_space],
