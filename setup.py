@@ -6,8 +6,14 @@ Python extension:
 
     python setup.py build_native        # or: pip install -e .   /   pip wheel .
 
-Needs a C compiler, pkg-config and the development files of x265, libde265 and libpng
-(Debian: libx265-dev libde265-dev libpng-dev).
+The library's objects are compiled once (in build/) and linked twice: into
+libnpp_bpg.so, and into the two tools, which therefore stand alone (only system
+libraries) and are installed as scripts, i.e. on PATH in the environment's bin/, by any
+pip install. After changing native/ without reinstalling, the bin/ copies are older than
+npp_plugin/_native/'s: run scripts/setup.sh (or pip install -e .) again.
+
+Needs a C compiler, pkg-config and the development files of x265, libde265, libpng and
+libjpeg (Debian: libx265-dev libde265-dev libpng-dev libjpeg-dev).
 
 Environment:
     DEBUG_BUILD=1   -O0 -g -fsanitize=address; build it elsewhere and point the package at it:
@@ -37,6 +43,8 @@ LIB_SOURCES = ["npp_bpg.c", "bpg_encode.c", "bpg_slice.c", "bpg_container.c", "b
                "bpg_pixels.c", "bpg_batch.c", "bpg_lambda.c"]
 HEADERS = ["npp_bpg.h", "bpg_internal.h"]
 TOOLS = {"npp-bpgenc": "tools/npp-bpgenc.c", "npp-bpgdec": "tools/npp-bpgdec.c"}
+TOOL_SOURCES = ["tools/tool_util.c"]
+TOOL_HEADERS = ["tools/tool_util.h"]
 
 
 def _pkg_config(*args: str) -> list[str]:
@@ -88,27 +96,48 @@ class build_native(Command):
         libs = [*_pkg_config("--libs", "x265", "libde265"), "-lm", "-lpthread", "-ldl"]
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
+        # One object folder per flag set (an ASan build must not reuse -O3 objects).
+        obj_dir = ROOT / "build" / ("native-obj-debug" if debug else "native-obj")
+        obj_dir.mkdir(parents=True, exist_ok=True)
+        headers = [NATIVE / h for h in HEADERS] + [Path(__file__)]
+        objs = []
+        for src in LIB_SOURCES:
+            obj = obj_dir / (Path(src).stem + ".o")
+            if self.force or _stale(obj, [NATIVE / src, *headers]):
+                self._run([*cc, *cflags, "-c", "-o", str(obj), str(NATIVE / src)])
+            objs.append(obj)
         lib = out / "libnpp_bpg.so"
-        deps = [NATIVE / s for s in LIB_SOURCES + HEADERS] + [Path(__file__)]
-        if self.force or _stale(lib, deps):
-            srcs = [str(NATIVE / s) for s in LIB_SOURCES]
-            self._run([*cc, *cflags, "-shared", "-o", str(lib), *srcs, *libs])
-        png_cflags = _pkg_config("--cflags", "libpng")
-        png_libs = _pkg_config("--libs", "libpng")
+        if self.force or _stale(lib, objs):
+            self._run([*cc, *opt, "-shared", "-o", str(lib), *map(str, objs), *libs])
+        io_cflags = _pkg_config("--cflags", "libpng", "libjpeg")
+        io_libs = _pkg_config("--libs", "libpng", "libjpeg")
+        tool_deps = [NATIVE / s for s in TOOL_SOURCES + TOOL_HEADERS] + objs + headers
         for name, src in TOOLS.items():
             exe = out / name
-            if self.force or _stale(exe, [NATIVE / src, NATIVE / "npp_bpg.h", lib]):
-                # The tools link the very library the package loads ($ORIGIN rpath), so the
-                # subprocess benchmark differs from the in-process route only in the route.
+            if self.force or _stale(exe, [NATIVE / src, *tool_deps]):
+                # The same objects as the library: the tools' files equal the in-process
+                # codec's bytes for the same settings, and only the route differs.
                 self._run([*cc, *opt, "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
-                           f"-I{NATIVE}", *png_cflags, "-o", str(exe), str(NATIVE / src),
-                           f"-L{out}", "-lnpp_bpg", "-Wl,-rpath,$ORIGIN", *png_libs])
+                           f"-I{NATIVE}", *io_cflags, "-o", str(exe), str(NATIVE / src),
+                           *(str(NATIVE / s) for s in TOOL_SOURCES), *map(str, objs), *libs,
+                           *io_libs])
 
 
 class _BuildPy(build_py):
     def run(self) -> None:
         self.run_command("build_native")
         super().run()
+
+
+class _BuildScripts(Distribution().get_command_class("build_scripts")):  # distutils' own
+    """The scripts are the compiled tools: copy them as they are (distutils would read them
+    as Python text, to rewrite a shebang they do not have)."""
+
+    def run(self) -> None:
+        self.run_command("build_native")
+        self.mkpath(self.build_dir)
+        for script in self.scripts:
+            self.copy_file(script, os.path.join(self.build_dir, os.path.basename(script)))
 
 
 class _Develop(develop):
@@ -126,5 +155,8 @@ class _BinaryDistribution(Distribution):
 
 setup(
     distclass=_BinaryDistribution,
-    cmdclass={"build_native": build_native, "build_py": _BuildPy, "develop": _Develop},
+    # npp-bpgenc / npp-bpgdec on PATH: drop-ins for bpgenc / bpgdec under their own names.
+    scripts=[str((OUT / name).relative_to(ROOT)) for name in TOOLS],
+    cmdclass={"build_native": build_native, "build_py": _BuildPy,
+              "build_scripts": _BuildScripts, "develop": _Develop},
 )

