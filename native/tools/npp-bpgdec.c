@@ -59,22 +59,27 @@ static int write_png(const char *path, const uint8_t *rgb, int w, int h, int bit
     return fclose(f) == 0;
 }
 
+#define USAGE "usage: npp-bpgdec [-o out.png] [-b 8|16] [-i] [-verify] [-max-pixels N] in.bpg\n"
+
 int main(int argc, char **argv)
 {
     const char *out = "out.png", *in = NULL;
     int bits = 8, info_only = 0, flags = 0;
+    unsigned long long max_pixels = 0; /* 0: NPP_BPG_DEFAULT_MAX_PIXELS */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "-b") && i + 1 < argc) bits = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-i")) info_only = 1;
         else if (!strcmp(argv[i], "-verify")) flags = NPP_BPG_DECODE_VERIFY;
+        else if (!strcmp(argv[i], "-max-pixels") && i + 1 < argc)
+            max_pixels = strtoull(argv[++i], NULL, 10);
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: npp-bpgdec [-o out.png] [-b 8|16] [-i] [-verify] in.bpg\n");
+            fputs(USAGE, stderr);
             return 2;
         } else in = argv[i];
     }
     if (!in || (bits != 8 && bits != 16)) {
-        fprintf(stderr, "usage: npp-bpgdec [-o out.png] [-b 8|16] [-i] [-verify] in.bpg\n");
+        fputs(USAGE, stderr);
         return 2;
     }
     size_t len = 0;
@@ -103,7 +108,7 @@ int main(int argc, char **argv)
     }
     uint8_t *rgb = NULL;
     size_t n = 0;
-    int rc = npp_bpg_decode(data, len, bits, flags, &rgb, &n, &info, &err);
+    int rc = npp_bpg_decode(data, len, bits, flags, max_pixels, &rgb, &n, &info, &err);
     free(data);
     if (rc) {
         fprintf(stderr, "npp-bpgdec: %s\n", err ? err : "decoding failed");
