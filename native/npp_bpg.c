@@ -150,7 +150,14 @@ static int get_buffer(de265_decoder_context *ctx, struct de265_image_spec *spec,
             for (int y = 0; y < h; y++)
                 for (int x = 0; x < stride; x++)
                     ((uint8_t *)p)[(size_t)y * stride + x] = sentinel8(x, y);
-        de265_set_image_plane(img, c, p, stride, p);
+        /* de265_set_image_plane takes the stride in bytes and divides it by the bytes per
+         * sample of the image's bit depth as libde265 has it at this point, which 1.0.11
+         * has not always updated for this picture yet (a stale 8 or 10): pass our stride
+         * in samples times that same divisor, so the stride libde265 keeps is always ours.
+         * (Passing samples alone halved it for 10/12-bit pictures: rows overlapped and
+         * decoded to garbage; found by fuzz_encode through the MD5 picture hash.) */
+        const int div = (de265_get_bits_per_pixel(img, c) + 7) / 8;
+        de265_set_image_plane(img, c, p, stride * (div > 0 ? div : 1), p);
     }
     return 1;
 }

@@ -17,7 +17,12 @@ import pytest
 
 import npp_plugin.codec as codec_module
 from npp_plugin.codec import DEFAULT_PIXEL_LIMIT, PIXEL_LIMIT_ENV, pixel_limit_in_force
-from npp_plugin.errors import CorruptStreamError, InvalidArgumentError, PixelLimitError, PixelLimitWarning
+from npp_plugin.errors import (
+    CorruptStreamError,
+    InvalidArgumentError,
+    PixelLimitError,
+    PixelLimitWarning,
+)
 
 from .conftest import CODECS, require_codec
 

@@ -14,6 +14,7 @@ The mapping is monotone (never increasing with QP), clipped to quality 1..100.
 from __future__ import annotations
 
 import io
+from typing import NoReturn
 
 import numpy as np
 
@@ -116,23 +117,25 @@ _ARITHMETIC_SOF = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: no length field
 
 
+def _corrupt(why: str) -> NoReturn:
+    msg = f"jpeg: {why}"
+    raise CorruptStreamError(msg, codec="jpeg")
+
+
 def _frame_header(data: bytes) -> HeaderSize:
     """The frame size of a JPEG file from its markers up to the first scan (nothing decoded),
     with the fewest bytes that can hold it: a Huffman-coded scan codes every 8x8 block of
     every component it covers with a code of at least one bit, and an MCU (at most 4x4
     blocks per component) covers at most 32x32 pixels, so at least one bit per 32x32 pixels
     follows the scan header. Arithmetic coding has no such bound."""
-    def corrupt(why: str):
-        return CorruptStreamError(f"jpeg: {why}", codec="jpeg")
-
     if data[:2] != b"\xff\xd8":
-        raise corrupt("no SOI marker")
+        _corrupt("no SOI marker")
     pos, frame = 2, None
     while True:
         if pos + 2 > len(data):
-            raise corrupt(f"the file ends at byte {len(data)} before the first scan")
+            _corrupt(f"the file ends at byte {len(data)} before the first scan")
         if data[pos] != 0xFF:
-            raise corrupt(f"expected a marker at byte {pos}, found 0x{data[pos]:02x}")
+            _corrupt(f"expected a marker at byte {pos}, found 0x{data[pos]:02x}")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -141,26 +144,26 @@ def _frame_header(data: bytes) -> HeaderSize:
             pos += 2
             continue
         if marker == 0xD9:
-            raise corrupt("EOI before any scan")
+            _corrupt("EOI before any scan")
         if pos + 4 > len(data):
-            raise corrupt(f"marker 0x{marker:02x} at byte {pos} is truncated")
+            _corrupt(f"marker 0x{marker:02x} at byte {pos} is truncated")
         length = int.from_bytes(data[pos + 2:pos + 4], "big")
         if length < 2 or pos + 2 + length > len(data):
-            raise corrupt(f"marker 0x{marker:02x} at byte {pos} has length {length}, past the end")
+            _corrupt(f"marker 0x{marker:02x} at byte {pos} has length {length}, past the end")
         if marker in _HUFFMAN_SOF or marker in _ARITHMETIC_SOF:
             if length < 8:
-                raise corrupt(f"frame header of {length} bytes is too short")
+                _corrupt(f"frame header of {length} bytes is too short")
             height = int.from_bytes(data[pos + 5:pos + 7], "big")
             width = int.from_bytes(data[pos + 7:pos + 9], "big")
             frame = (marker, width, height)
         if marker == 0xDA:  # SOS: entropy-coded data follows
             if frame is None:
-                raise corrupt("scan before the frame header (SOF)")
+                _corrupt("scan before the frame header (SOF)")
             break
         pos += 2 + length
     marker, width, height = frame
     if width == 0 or height == 0:
-        raise corrupt(f"frame header claims {width}x{height} (a height defined by DNL is not supported)")
+        _corrupt(f"frame header claims {width}x{height} (a height defined by DNL is not supported)")
     scan_data = pos + 2 + length
     if marker in _ARITHMETIC_SOF:
         return HeaderSize(width, height)

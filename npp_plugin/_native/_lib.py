@@ -26,9 +26,9 @@ from ctypes import (
     c_int,
     c_int64,
     c_size_t,
-    c_uint64,
     c_ssize_t,
     c_uint32,
+    c_uint64,
     c_void_p,
 )
 from importlib import resources
