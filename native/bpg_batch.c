@@ -137,7 +137,8 @@ static int one_image(batch_job *job, npp_bpg_encoder *enc, int k, uint8_t *rgb, 
         return rc;
     npp_bpg_info info;
     /* no verification pass, no cut-short guards: our encoder produced it just now */
-    rc = bpg_decode_into(bs, len, 8, BPG_DECODE_OWN_STREAM, rgb, 3 * hw, &info, errmsg);
+    rc = bpg_decode_into(bs, len, 8, BPG_DECODE_OWN_STREAM, UINT64_MAX, rgb, 3 * hw, &info,
+                         errmsg);
     free(bs);
     if (rc)
         return rc;

@@ -74,11 +74,9 @@ int bpg_parse_header(const uint8_t *data, size_t len, npp_bpg_info *info, size_t
     if (read_ue7(data, len, &pos, &w) || read_ue7(data, len, &pos, &h) ||
         read_ue7(data, len, &pos, &pic_len))
         return bpg_fail(errmsg, NPP_BPG_ERR_CORRUPT, "bpg: truncated or invalid size fields");
-    if (w == 0 || h == 0 || w > BPG_MAX_DIM || h > BPG_MAX_DIM ||
-        (uint64_t)w * h > BPG_MAX_PIXELS)
+    if (w == 0 || h == 0 || w > BPG_MAX_DIM || h > BPG_MAX_DIM)
         return bpg_fail(errmsg, NPP_BPG_ERR_CORRUPT,
-                        "bpg: picture size %ux%u is invalid (1..%d per side, at most %u pixels)",
-                        w, h, BPG_MAX_DIM, BPG_MAX_PIXELS);
+                        "bpg: picture size %ux%u is invalid (1..%d per side)", w, h, BPG_MAX_DIM);
     info->width = (int)w;
     info->height = (int)h;
     if (info->has_extension) {

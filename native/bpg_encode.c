@@ -281,6 +281,17 @@ static int open_x265(npp_bpg_encoder *e, int W8, int H8, int pixel_format, int w
         param->maxCUSize >>= 1;
     if (param->minCUSize > param->maxCUSize)
         param->minCUSize = param->maxCUSize;
+    /* ... and the transform tree must fit the smaller CTU: x265 refuses a TU depth above
+     * log2(CTU) - 1 (placebo's 4 with a 16x16 CTU; found by fuzz_encode). */
+    if (param->maxTUSize > param->maxCUSize)
+        param->maxTUSize = param->maxCUSize;
+    uint32_t max_tu_depth = 0;
+    for (uint32_t s = param->maxCUSize < 32 ? param->maxCUSize : 32; s > 2; s >>= 1)
+        max_tu_depth++; /* log2(min(CTU, 32)) - 2 + 1 */
+    if (param->tuQTMaxIntraDepth > max_tu_depth)
+        param->tuQTMaxIntraDepth = max_tu_depth;
+    if (param->tuQTMaxInterDepth > max_tu_depth)
+        param->tuQTMaxInterDepth = max_tu_depth;
     if ((uint32_t)W8 < param->maxCUSize || (uint32_t)H8 < param->maxCUSize) {
         rc = bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
                       "bpg: a %dx%d picture is too small for x265 (at least 9 pixels per side)",

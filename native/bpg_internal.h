@@ -18,9 +18,9 @@
 #endif
 
 #define BPG_MAGIC 0x425047FBu
-/* Largest picture side we accept; keeps a corrupt header from asking for gigabytes. */
+/* Largest picture side we accept (the pixel count is the caller's limit, see
+ * npp_bpg_decode). */
 #define BPG_MAX_DIM 65535
-#define BPG_MAX_PIXELS (1u << 28)
 #define BPG_MIN_CB 8 /* bpgenc's (and our) minimum coding block / padding unit */
 
 /* ---- errors --------------------------------------------------------------------- */
@@ -37,8 +37,9 @@ int bpg_fail(char **errmsg, int code, const char *fmt, ...)
 #define BPG_DECODE_OWN_STREAM (1 << 16)
 
 /* npp_bpg_decode_into with internal flags, without clearing *errmsg. */
-int bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags, uint8_t *out,
-                    size_t out_size, npp_bpg_info *info, char **errmsg);
+int bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
+                    uint64_t max_pixels, uint8_t *out, size_t out_size, npp_bpg_info *info,
+                    char **errmsg);
 
 /* ---- x265 lambda tables (bpg_lambda.c) ------------------------------------------- */
 

@@ -30,7 +30,7 @@ extern "C" {
 
 #define NPP_BPG_VERSION "1.0.0"
 /* Bumped whenever a struct below or a prototype changes (checked by the loader). */
-#define NPP_BPG_ABI 4
+#define NPP_BPG_ABI 5
 
 /* Status codes (the return value of every fallible call). */
 enum {
@@ -40,8 +40,15 @@ enum {
     NPP_BPG_ERR_CORRUPT = 3,     /* not BPG, truncated or corrupt bitstream */
     NPP_BPG_ERR_UNSUPPORTED = 4, /* valid BPG using a feature we do not decode */
     NPP_BPG_ERR_ENCODER = 5,     /* libx265 refused or failed */
-    NPP_BPG_ERR_DECODER = 6      /* libde265 failed on a well-formed container */
+    NPP_BPG_ERR_DECODER = 6,     /* libde265 failed on a well-formed container */
+    NPP_BPG_ERR_LIMIT = 7        /* the picture has more pixels than the caller allows */
 };
+
+/* The pixel limit of the decoders when the caller passes max_pixels = 0: twice Pillow's
+ * MAX_IMAGE_PIXELS, the size above which Pillow refuses a file as a decompression bomb.
+ * The limit is checked on the file header, before anything is allocated; pass
+ * UINT64_MAX for no limit (the format's own is 65535 per side). */
+#define NPP_BPG_DEFAULT_MAX_PIXELS 178956970u
 
 /* pixel_format of the BPG header (also the "chroma" option of the encoder). */
 enum {
@@ -119,29 +126,38 @@ NPP_API(int) npp_bpg_encoder_encode(npp_bpg_encoder *enc, const uint8_t *pixels,
                                     uint8_t **out, size_t *out_len, char **errmsg);
 NPP_API(void) npp_bpg_encoder_free(npp_bpg_encoder *enc);
 
-/* Parse the container header only (no HEVC decoding). */
+/* Parse the container header only (no HEVC decoding, no pixel limit: it reports the
+ * size a file claims). */
 NPP_API(int) npp_bpg_get_info(const uint8_t *data, size_t len, npp_bpg_info *info,
                               char **errmsg);
 
 /* Decoding flags. VERIFY decodes twice to detect slice data cut short, which libde265
  * does not report (it reads zeros past the end): use it for files from outside, not
- * for bitstreams just produced by npp_bpg_encode. Costs a second HEVC decode. */
+ * for bitstreams just produced by npp_bpg_encode. Costs a second HEVC decode.
+ * CHECK_ONLY parses and checks the file up to its HEVC data (header, pixel limit, a data
+ * length that can hold the picture), fills *info and decodes nothing: out may be NULL. */
 #define NPP_BPG_DECODE_VERIFY 1
+#define NPP_BPG_DECODE_CHECK_ONLY 2
 
 /* Decode a BPG file to interleaved RGB: out_bits 8 gives uint8 samples, 16 gives
  * native-endian uint16 samples (bpgdec -b 16). *out holds width*height*3 samples
  * (free with npp_bpg_free). An alpha plane (non-premultiplied) is ignored;
  * premultiplied alpha and CMYK (W plane) files give NPP_BPG_ERR_UNSUPPORTED.
  * Animations decode to their first frame. Any decoder warning, a missing CTB or a
- * malformed SEI gives NPP_BPG_ERR_CORRUPT. */
+ * malformed SEI gives NPP_BPG_ERR_CORRUPT.
+ * Before anything is allocated, a picture of more than max_pixels pixels (0: the default
+ * NPP_BPG_DEFAULT_MAX_PIXELS) gives NPP_BPG_ERR_LIMIT, and picture data too short to hold
+ * the picture (HEVC codes every intra prediction unit with at least one bypass bit, so
+ * at least one bit per CTB) gives NPP_BPG_ERR_CORRUPT. */
 NPP_API(int) npp_bpg_decode(const uint8_t *data, size_t len, int out_bits, int flags,
-                            uint8_t **out, size_t *out_len, npp_bpg_info *info, char **errmsg);
+                            uint64_t max_pixels, uint8_t **out, size_t *out_len,
+                            npp_bpg_info *info, char **errmsg);
 
 /* As npp_bpg_decode, into a caller buffer of out_size bytes, which must hold
  * width*height*3 samples (get them with npp_bpg_get_info). */
 NPP_API(int) npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
-                                 uint8_t *out, size_t out_size, npp_bpg_info *info,
-                                 char **errmsg);
+                                 uint64_t max_pixels, uint8_t *out, size_t out_size,
+                                 npp_bpg_info *info, char **errmsg);
 
 /* Round trips of a batch, the training loop's route: n images of height x width as
  * float32 (N, 3, H, W), element strides in_strides[4] (NULL: contiguous; channels-last

@@ -11,12 +11,14 @@
     npp train ... / npp eval ...  training and evaluation (see ``npp train -h``, ``npp eval -h``)
 
 User errors print one line to stderr and exit with status 2; nothing half-written is left.
+A reader that stops early (``npp plugins | head``) ends the command quietly, with status 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -235,6 +237,20 @@ _MODULES = {"train": "npp_plugin.training.__main__", "eval": "npp_plugin.evaluat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+    except BrokenPipeError:
+        # The reader is gone (npp plugins | head): what it did not read is not wanted, which
+        # is no error. Point stdout at /dev/null so the flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Sub-programs parse their own arguments (including -h).
     if argv and argv[0] in _MODULES:

@@ -4,16 +4,26 @@ The public methods are concrete (a template method, as CompressAI's ``Codec.run`
 validate the input, convert it, run the named preprocessor (the pre-encode hook), then call
 the plugin's ``_encode`` / ``_decode`` / ``_check``. A plugin implements only those three and
 declares its configuration in ``params``; errors then read the same for every codec.
+
+Hostile input: before ``_decode`` runs, ``decode`` reads the size the bitstream's header
+claims (``_header_size``, each codec's own header reader, nothing decoded or allocated) and
+refuses a picture above the pixel limit with :class:`~npp_plugin.errors.PixelLimitError`
+(warning with :class:`~npp_plugin.errors.PixelLimitWarning` above half of it), and a file
+too short to hold the picture it claims with :class:`~npp_plugin.errors.CorruptStreamError`.
+The limit is, in this order: ``decode(..., pixel_limit=N)`` (``None``: no limit), the module
+setting ``npp_plugin.codec.PIXEL_LIMIT``, which starts as ``$NPP_PIXEL_LIMIT`` (an integer,
+or ``none``) when that is set, else :data:`DEFAULT_PIXEL_LIMIT`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -23,6 +33,8 @@ from .errors import (
     CorruptStreamError,
     InvalidArgumentError,
     NppError,
+    PixelLimitError,
+    PixelLimitWarning,
 )
 from .images import (
     check_image_batch,
@@ -37,7 +49,74 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .preprocessor import Preprocessor
 
-__all__ = ["Codec", "Param", "default_workers"]
+__all__ = [
+    "DEFAULT_PIXEL_LIMIT",
+    "PIXEL_LIMIT",
+    "PIXEL_LIMIT_ENV",
+    "Codec",
+    "HeaderSize",
+    "Param",
+    "default_workers",
+    "pixel_limit_in_force",
+]
+
+#: Pictures with more pixels are refused unless told otherwise: twice Pillow's
+#: ``MAX_IMAGE_PIXELS``, the size above which Pillow refuses a file as a decompression bomb
+#: (a warning comes above half of the limit in force, Pillow's own warning size).
+DEFAULT_PIXEL_LIMIT = 178_956_970
+#: Environment variable that sets :data:`PIXEL_LIMIT` when this module is imported.
+PIXEL_LIMIT_ENV = "NPP_PIXEL_LIMIT"
+
+
+def _limit_from_env() -> int | None | str:
+    raw = os.environ.get(PIXEL_LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PIXEL_LIMIT
+    if raw.lower() == "none":
+        return None
+    try:
+        return int(raw.replace("_", ""))
+    except ValueError:
+        return raw  # refused with a clear error at the first decode, not at import
+
+
+#: The process-wide pixel limit (a module setting): an int, or None for no limit.
+PIXEL_LIMIT: int | None = _limit_from_env()  # type: ignore[assignment]
+
+
+class _ProcessLimit:
+    def __repr__(self) -> str:
+        return "npp_plugin.codec.PIXEL_LIMIT"
+
+
+_PROCESS_LIMIT: Any = _ProcessLimit()
+
+
+def pixel_limit_in_force(pixel_limit: Any = _PROCESS_LIMIT) -> int | None:
+    """The pixel limit a decode uses: ``pixel_limit`` when given, else :data:`PIXEL_LIMIT`.
+
+    Raises:
+        InvalidArgumentError: the limit is neither a positive integer nor None.
+    """
+    if pixel_limit is _PROCESS_LIMIT:
+        limit, where = PIXEL_LIMIT, f"npp_plugin.codec.PIXEL_LIMIT (or ${PIXEL_LIMIT_ENV})"
+    else:
+        limit, where = pixel_limit, "pixel_limit"
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        msg = f"{where}={limit!r} is not allowed; use a positive number of pixels, or None for no limit"
+        raise InvalidArgumentError(msg, argument="pixel_limit", allowed="positive int | None")
+    return int(limit)
+
+
+class HeaderSize(NamedTuple):
+    """What a bitstream's header claims, read without decoding: the picture size and the
+    fewest bytes a file holding such a picture can have (None: the format gives no bound)."""
+
+    width: int
+    height: int
+    min_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -241,11 +320,23 @@ class Codec(ABC):
         prep = resolve_preprocessor(preprocess)
         return prep.apply_uint8(rgb[None], codec=self, qp=qp)[0]
 
-    def decode(self, data: bytes, /, *, high_bit_depth: bool = False) -> np.ndarray:
+    def decode(self, data: bytes, /, *, high_bit_depth: bool = False,
+               pixel_limit: int | None = _PROCESS_LIMIT) -> np.ndarray:
         """Decode a bitstream to (H, W, 3) RGB, uint8 (or uint16 when ``high_bit_depth`` and
-        the stream has more than 8 bits per sample)."""
+        the stream has more than 8 bits per sample).
+
+        Args:
+            pixel_limit: refuse pictures with more pixels (``None``: no limit); default
+                :data:`PIXEL_LIMIT`. Checked on the header, before anything is decoded.
+
+        Raises:
+            PixelLimitError: the header claims more pixels than ``pixel_limit``.
+            CorruptStreamError: not this codec's bitstream, too short for the picture its
+                header claims, truncated or corrupt.
+        """
         data = self._validate_data(data)
         self._require_available()
+        self._check_claimed_size(data, pixel_limit_in_force(pixel_limit))
         try:
             out = self._decode(data, high_bit_depth=high_bit_depth)
         except NppError:
@@ -267,6 +358,40 @@ class Codec(ABC):
             msg = f"{self.name}: data is not a {self.name} bitstream (magic bytes {data[:8].hex()})"
             raise CorruptStreamError(msg, codec=self.name)
         return data
+
+    def _check_claimed_size(self, data: bytes, limit: int | None) -> None:
+        """Refuse, from the header alone, a picture above ``limit`` pixels or a file too short
+        for the picture it claims; warn above half the limit."""
+        try:
+            claimed = self._header_size(data)
+        except NppError:
+            raise
+        except Exception as exc:
+            msg = f"{self.name}: cannot read the header: {type(exc).__name__}: {exc}"
+            raise CorruptStreamError(msg, codec=self.name) from exc
+        if claimed is None:
+            return
+        w, h, min_bytes = claimed
+        pixels = w * h
+        if limit is not None and pixels > limit:
+            msg = (f"{self.name}: the header claims a {w}x{h} picture ({pixels:,} pixels), above the "
+                   f"pixel limit of {limit:,}; raise it with decode(..., pixel_limit=N), "
+                   f"npp_plugin.codec.PIXEL_LIMIT or ${PIXEL_LIMIT_ENV} if the file is trusted")
+            raise PixelLimitError(msg, codec=self.name, width=w, height=h, limit=limit)
+        if min_bytes is not None and len(data) < min_bytes:
+            msg = (f"{self.name}: {len(data)} bytes cannot hold the {w}x{h} picture the header "
+                   f"claims (at least {min_bytes} bytes)")
+            raise CorruptStreamError(msg, codec=self.name)
+        if limit is not None and pixels > limit // 2:
+            msg = (f"{self.name}: decoding a {w}x{h} picture ({pixels:,} pixels), above half the "
+                   f"pixel limit of {limit:,}: is the file trusted?")
+            warnings.warn(msg, PixelLimitWarning, stacklevel=3)
+
+    def _header_size(self, data: bytes, /) -> HeaderSize | None:
+        """The picture size ``data``'s header claims, read without decoding or allocating in
+        proportion to it (codecs override this; None: no header reader, no check). Raise
+        CorruptStreamError when the header cannot be read."""
+        return None
 
     @classmethod
     def check(cls, data: bytes, /) -> bool:

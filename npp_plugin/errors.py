@@ -16,8 +16,11 @@ errors into exit codes.
     │   └── ShapeError                       wrong image/tensor shape
     ├── CodecError                       encoding or decoding failed
     │   ├── CorruptStreamError (ValueError)  truncated, corrupt or foreign bitstream
+    │   ├── PixelLimitError (ValueError)     the header claims more pixels than the limit
     │   └── NativeLibraryError (OSError)     libnpp_bpg missing or broken
     └── WeightsError                     preprocessor weights missing or invalid
+
+    PixelLimitWarning (UserWarning)      a picture above half the pixel limit is decoded
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = [
     "InvalidArgumentError",
     "NativeLibraryError",
     "NppError",
+    "PixelLimitError",
+    "PixelLimitWarning",
     "PluginError",
     "ShapeError",
     "UnknownCodecError",
@@ -129,6 +134,23 @@ class CodecError(NppError):
 
 class CorruptStreamError(CodecError, ValueError):
     """The bitstream is truncated, corrupt, or not of this codec."""
+
+
+class PixelLimitError(CodecError, ValueError):
+    """A bitstream's header claims a picture with more pixels than the pixel limit allows
+    (see :mod:`npp_plugin.codec`); refused before anything is decoded or allocated."""
+
+    def __init__(self, message: str, *, codec: str | None, width: int, height: int, limit: int) -> None:
+        super().__init__(message, codec=codec)
+        self.width = width
+        self.height = height
+        self.pixels = width * height
+        self.limit = limit
+
+
+class PixelLimitWarning(UserWarning):
+    """A picture above half the pixel limit is being decoded (as Pillow's
+    ``DecompressionBombWarning``): legitimate, but worth a look if the input is untrusted."""
 
 
 class NativeLibraryError(CodecError, OSError):

@@ -9,7 +9,9 @@ VENV=${NPP_VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for pkg in libx265-dev libde265-dev libpng-dev libjpeg-dev pkg-config build-essential opencv-doc darknet; do
+# clang + libclang-rt-dev: the libFuzzer harnesses of native/ (tests/test_native_fuzz.py)
+for pkg in libx265-dev libde265-dev libpng-dev libjpeg-dev pkg-config build-essential opencv-doc darknet \
+           clang libclang-rt-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

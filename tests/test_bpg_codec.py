@@ -325,7 +325,7 @@ def test_library_errors_carry_the_native_message():
         err, ref = _lib.new_errmsg()
         out, n = _lib.c_void_p(), _lib.c_size_t()
         data = BpgCodec().encode(img, qp=30)
-        _lib.check_status(lib, lib.npp_bpg_decode(data, len(data), 12, 0, _lib.byref(out),
+        _lib.check_status(lib, lib.npp_bpg_decode(data, len(data), 12, 0, 0, _lib.byref(out),
                                                   _lib.byref(n), None, ref), err, action="decode")
 
 

@@ -12,6 +12,7 @@ import io
 import numpy as np
 
 from npp_plugin import Codec, Param, hookimpl
+from npp_plugin.codec import HeaderSize
 
 __all__ = ["HeifCodec"]
 
@@ -67,6 +68,16 @@ class HeifCodec(Codec):
         if arr.dtype == np.uint16 and not high_bit_depth:
             arr = (arr >> 8).astype(np.uint8)
         return np.ascontiguousarray(arr)
+
+    def _header_size(self, data: bytes, /) -> HeaderSize:
+        # libheif reads the boxes (the primary image's ispe) and decodes nothing until the
+        # pixels are asked for. No data-length bound: a derived image (an iovl overlay) may
+        # legitimately be a large canvas made from a small coded tile.
+        import pillow_heif
+
+        heif = pillow_heif.open_heif(io.BytesIO(data))
+        w, h = heif.size
+        return HeaderSize(w, h)
 
     @classmethod
     def _check(cls, data: bytes, /) -> bool:

@@ -14,10 +14,13 @@ The mapping is monotone (never increasing with QP), clipped to quality 1..100.
 from __future__ import annotations
 
 import io
+from typing import NoReturn
 
 import numpy as np
 
 from npp_plugin import Codec, Param, hookimpl
+from npp_plugin.codec import HeaderSize
+from npp_plugin.errors import CorruptStreamError
 
 __all__ = ["JpegCodec", "qp_to_quality"]
 
@@ -77,22 +80,27 @@ class JpegCodec(Codec):
         return buf.getvalue()
 
     def _decode(self, data: bytes, /, *, high_bit_depth: bool) -> np.ndarray:
-        from PIL import Image
+        from PIL import JpegImagePlugin
 
-        with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
+        # The plugin class itself, not Image.open: Codec.decode has applied our pixel limit,
+        # and Image.open would apply Pillow's process-wide MAX_IMAGE_PIXELS on top of it.
+        with JpegImagePlugin.JpegImageFile(io.BytesIO(data)) as im:
             im.load()
             return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+    def _header_size(self, data: bytes, /) -> HeaderSize:
+        return _frame_header(data)
 
     @classmethod
     def _check(cls, data: bytes, /) -> bool:
         return data[:3] == b"\xff\xd8\xff"
 
     def info(self, data: bytes, /) -> dict:
-        from PIL import Image
+        from PIL import JpegImagePlugin
 
         data = self._validate_data(data)
         try:
-            with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
+            with JpegImagePlugin.JpegImageFile(io.BytesIO(data)) as im:  # header only
                 sub = {0: "444", 1: "422", 2: "420"}.get(_subsampling(im))
                 return {"codec": self.name, "width": im.width, "height": im.height, "bytes": len(data),
                         "mode": im.mode, "chroma": sub}
@@ -101,6 +109,66 @@ class JpegCodec(Codec):
 
             msg = f"{self.name}: cannot read header: {exc}"
             raise CorruptStreamError(msg, codec=self.name) from exc
+
+
+# SOFn markers (ITU T.81 B.1.1.3): C0-C3, C5-C7 Huffman-coded, C9-CB, CD-CF arithmetic-coded.
+_HUFFMAN_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}
+_ARITHMETIC_SOF = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: no length field
+
+
+def _corrupt(why: str) -> NoReturn:
+    msg = f"jpeg: {why}"
+    raise CorruptStreamError(msg, codec="jpeg")
+
+
+def _frame_header(data: bytes) -> HeaderSize:
+    """The frame size of a JPEG file from its markers up to the first scan (nothing decoded),
+    with the fewest bytes that can hold it: a Huffman-coded scan codes every 8x8 block of
+    every component it covers with a code of at least one bit, and an MCU (at most 4x4
+    blocks per component) covers at most 32x32 pixels, so at least one bit per 32x32 pixels
+    follows the scan header. Arithmetic coding has no such bound."""
+    if data[:2] != b"\xff\xd8":
+        _corrupt("no SOI marker")
+    pos, frame = 2, None
+    while True:
+        if pos + 2 > len(data):
+            _corrupt(f"the file ends at byte {len(data)} before the first scan")
+        if data[pos] != 0xFF:
+            _corrupt(f"expected a marker at byte {pos}, found 0x{data[pos]:02x}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            _corrupt("EOI before any scan")
+        if pos + 4 > len(data):
+            _corrupt(f"marker 0x{marker:02x} at byte {pos} is truncated")
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2 or pos + 2 + length > len(data):
+            _corrupt(f"marker 0x{marker:02x} at byte {pos} has length {length}, past the end")
+        if marker in _HUFFMAN_SOF or marker in _ARITHMETIC_SOF:
+            if length < 8:
+                _corrupt(f"frame header of {length} bytes is too short")
+            height = int.from_bytes(data[pos + 5:pos + 7], "big")
+            width = int.from_bytes(data[pos + 7:pos + 9], "big")
+            frame = (marker, width, height)
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            if frame is None:
+                _corrupt("scan before the frame header (SOF)")
+            break
+        pos += 2 + length
+    marker, width, height = frame
+    if width == 0 or height == 0:
+        _corrupt(f"frame header claims {width}x{height} (a height defined by DNL is not supported)")
+    scan_data = pos + 2 + length
+    if marker in _ARITHMETIC_SOF:
+        return HeaderSize(width, height)
+    mcus = -(-width // 32) * -(-height // 32)
+    return HeaderSize(width, height, scan_data + -(-mcus // 8))
 
 
 def _subsampling(im) -> int | None:

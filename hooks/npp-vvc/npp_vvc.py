@@ -20,7 +20,8 @@ import subprocess
 import numpy as np
 
 from npp_plugin import Codec, Param, hookimpl
-from npp_plugin.errors import CodecError, InvalidArgumentError
+from npp_plugin.codec import HeaderSize
+from npp_plugin.errors import CodecError, CorruptStreamError, InvalidArgumentError
 
 __all__ = ["VvcCodec"]
 
@@ -128,10 +129,90 @@ class VvcCodec(Codec):
                 return b0 & 0xC0 == 0 and (b1 >> 3) in (12, 13, 14, 15, 20) and (b1 & 7) >= 1
         return False
 
+    def _header_size(self, data: bytes, /) -> HeaderSize:
+        # The largest picture any SPS of the stream allows: what the decoder may allocate.
+        # No data-length bound: VVC codes a planar CU with context-coded bins only, which can
+        # cost far less than a bit, so a small file can hold a large flat picture.
+        sizes = [_sps_max_size(nal) for nal in _nal_units(data) if nal[1] >> 3 == _SPS]
+        if not sizes:
+            msg = f"{self.name}: no sequence parameter set (NAL unit type {_SPS}) in {len(data)} bytes"
+            raise CorruptStreamError(msg, codec=self.name)
+        w, h = max(sizes, key=lambda s: s[0] * s[1])
+        return HeaderSize(w, h)
+
     def info(self, data: bytes, /) -> dict:
         arr = self.decode(data)
         return {"codec": self.name, "width": int(arr.shape[1]), "height": int(arr.shape[0]),
                 "bytes": len(data), "chroma": "420", "bit_depth": 10}
+
+
+_SPS = 15  # VVC NAL unit type of a sequence parameter set
+
+
+def _nal_units(data: bytes):
+    """The NAL units (header included, emulation prevention bytes removed) of an Annex-B stream."""
+    starts = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i + 3)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    for k, s in enumerate(starts):
+        end = starts[k + 1] - 3 if k + 1 < len(starts) else len(data)
+        nal = data[s:end].rstrip(b"\x00")
+        if len(nal) >= 2:
+            yield nal[:2] + nal[2:].replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+class _Bits:
+    """MSB-first reader over an RBSP; reading past the end is a CorruptStreamError."""
+
+    def __init__(self, data: bytes) -> None:
+        self.value, self.size, self.pos = int.from_bytes(data, "big"), 8 * len(data), 0
+
+    def u(self, n: int) -> int:
+        if self.pos + n > self.size:
+            msg = "vvc: sequence parameter set is truncated"
+            raise CorruptStreamError(msg, codec="vvc")
+        self.pos += n
+        return (self.value >> (self.size - self.pos)) & ((1 << n) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.u(1):
+            zeros += 1
+            if zeros > 31:
+                msg = "vvc: invalid Exp-Golomb code in the sequence parameter set"
+                raise CorruptStreamError(msg, codec="vvc")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def align(self) -> None:
+        self.u(-self.pos % 8)
+
+
+def _sps_max_size(nal: bytes) -> tuple[int, int]:
+    """sps_pic_width/height_max_in_luma_samples (H.266 7.3.2.4) of an SPS NAL unit."""
+    b = _Bits(nal[2:])
+    b.u(4 + 4)  # sps_seq_parameter_set_id, sps_video_parameter_set_id
+    sublayers_minus1 = b.u(3)
+    b.u(2 + 2)  # sps_chroma_format_idc, sps_log2_ctu_size_minus5
+    if b.u(1):  # sps_ptl_dpb_hrd_params_present_flag: profile_tier_level(1, ...), 7.3.3.1
+        b.u(7 + 1 + 8 + 1 + 1)  # profile, tier, level, frame-only, multilayer
+        if b.u(1):  # gci_present_flag: 71 constraint bits, then a count of more (7.3.3.2)
+            b.u(71)
+            b.u(b.u(8))
+        b.align()
+        present = [b.u(1) for _ in range(sublayers_minus1)]
+        b.align()
+        b.u(8 * sum(present))  # sublayer_level_idc
+        b.u(32 * b.u(8))  # ptl_num_sub_profiles, general_sub_profile_idc
+    b.u(1)  # sps_gdr_enabled_flag
+    if b.u(1):  # sps_ref_pic_resampling_enabled_flag
+        b.u(1)
+    w, h = b.ue(), b.ue()
+    if w == 0 or h == 0:
+        msg = f"vvc: sequence parameter set claims a {w}x{h} picture"
+        raise CorruptStreamError(msg, codec="vvc")
+    return w, h
 
 
 @hookimpl

@@ -33,7 +33,8 @@ static _Noreturn void help(void)
            "-b bit_depth           PNG output only: use bit_depth per component (8 or 16, "
            "default = 8)\n"
            "-i                     display information about the image\n"
-           "-verify                npp: decode twice to detect slice data cut short\n",
+           "-verify                npp: decode twice to detect slice data cut short\n"
+           "-max-pixels N          npp: refuse pictures above N pixels (default 178956970)\n",
            npp_bpg_version());
     exit(1); /* as bpgdec */
 }
@@ -165,9 +166,11 @@ int main(int argc, char **argv)
 {
     tool_name = "npp-bpgdec";
     static const struct option LONG_OPTS[] = {{"verify", no_argument, NULL, 'V'},
+                                              {"max-pixels", required_argument, NULL, 'M'},
                                               {NULL, 0, NULL, 0}};
     const char *out = "out.png", *b_arg = NULL;
     int bits = 8, info_only = 0, flags = 0, c;
+    unsigned long long max_pixels = 0; /* 0: NPP_BPG_DEFAULT_MAX_PIXELS */
     opterr = 0;
     while ((c = getopt_long_only(argc, argv, ":ho:b:i", LONG_OPTS, NULL)) != -1) {
         switch (c) {
@@ -186,6 +189,13 @@ int main(int argc, char **argv)
         case 'V':
             flags = NPP_BPG_DECODE_VERIFY;
             break;
+        case 'M': {
+            char *end = NULL;
+            max_pixels = strtoull(optarg, &end, 10);
+            if (!*optarg || *end)
+                tool_die("-max-pixels %s: expected a number of pixels (0 = the default limit)", optarg);
+            break;
+        }
         default:
             tool_bad_option(c, argv, LONG_OPTS);
         }
@@ -220,7 +230,7 @@ int main(int argc, char **argv)
     err = NULL;
     uint8_t *rgb = NULL;
     size_t n = 0;
-    int rc = npp_bpg_decode(data, len, bits, flags, &rgb, &n, &info, &err);
+    int rc = npp_bpg_decode(data, len, bits, flags, max_pixels, &rgb, &n, &info, &err);
     free(data);
     if (rc) {
         const char *msg = err ? err : "decoding failed";

@@ -28,12 +28,19 @@ from ctypes import (
     c_size_t,
     c_ssize_t,
     c_uint32,
+    c_uint64,
     c_void_p,
 )
 from importlib import resources
 from pathlib import Path
 
-from ..errors import CodecError, CorruptStreamError, InvalidArgumentError, NativeLibraryError
+from ..errors import (
+    CodecError,
+    CorruptStreamError,
+    InvalidArgumentError,
+    NativeLibraryError,
+    PixelLimitError,
+)
 
 __all__ = [
     "ABI",
@@ -51,11 +58,15 @@ __all__ = [
 #: Environment variable naming the library file to load instead of the packaged one.
 ENV_VAR = "NPP_BPG_LIBRARY"
 #: NPP_BPG_ABI in native/npp_bpg.h: the struct layouts and prototypes below match it.
-ABI = 4
+ABI = 5
 
 # Status codes and flags of native/npp_bpg.h.
-OK, ERR_ARGUMENT, ERR_NOMEM, ERR_CORRUPT, ERR_UNSUPPORTED, ERR_ENCODER, ERR_DECODER = range(7)
+OK, ERR_ARGUMENT, ERR_NOMEM, ERR_CORRUPT, ERR_UNSUPPORTED, ERR_ENCODER, ERR_DECODER, ERR_LIMIT = range(8)
 DECODE_VERIFY = 1
+DECODE_CHECK_ONLY = 2
+#: max_pixels values: the library's default limit (NPP_BPG_DEFAULT_MAX_PIXELS), none at all.
+DEFAULT_MAX_PIXELS, NO_PIXEL_LIMIT = 0, 2**64 - 1
+LIBRARY_MAX_PIXELS = 178_956_970
 
 
 class EncodeParams(Structure):
@@ -158,17 +169,18 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.npp_bpg_get_info.argtypes = [c_void_p, c_size_t, POINTER(Info), errmsg]
     lib.npp_bpg_get_info.restype = c_int
     # int npp_bpg_decode(const uint8_t *data, size_t len, int out_bits, int flags,
-    #                    uint8_t **out, size_t *out_len, npp_bpg_info *info, char **errmsg);
+    #                    uint64_t max_pixels, uint8_t **out, size_t *out_len,
+    #                    npp_bpg_info *info, char **errmsg);
     lib.npp_bpg_decode.argtypes = [
-        c_void_p, c_size_t, c_int, c_int, POINTER(c_void_p), POINTER(c_size_t), POINTER(Info),
-        errmsg,
+        c_void_p, c_size_t, c_int, c_int, c_uint64, POINTER(c_void_p), POINTER(c_size_t),
+        POINTER(Info), errmsg,
     ]
     lib.npp_bpg_decode.restype = c_int
     # int npp_bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
-    #                         uint8_t *out, size_t out_size, npp_bpg_info *info,
-    #                         char **errmsg);
+    #                         uint64_t max_pixels, uint8_t *out, size_t out_size,
+    #                         npp_bpg_info *info, char **errmsg);
     lib.npp_bpg_decode_into.argtypes = [
-        c_void_p, c_size_t, c_int, c_int, c_void_p, c_size_t, POINTER(Info), errmsg,
+        c_void_p, c_size_t, c_int, c_int, c_uint64, c_void_p, c_size_t, POINTER(Info), errmsg,
     ]
     lib.npp_bpg_decode_into.restype = c_int
     # int npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
@@ -277,14 +289,18 @@ def take_message(lib: ctypes.CDLL, ptr: c_void_p) -> str:
 
 
 def check_status(lib: ctypes.CDLL, status: int, errmsg: c_void_p, *, action: str,
-                 argument: str | None = None) -> None:
+                 argument: str | None = None, info: Info | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Raise the typed error for a non-zero status (freeing the message). An argument error
     names the argument its message names ("bpg: <argument>=<value> ..."), else ``argument``
-    (default: ``action``)."""
+    (default: ``action``); a limit error the size in ``info`` and ``max_pixels``."""
     message = take_message(lib, errmsg)
     if status == OK:
         return
     text = message or f"bpg: {action} failed with status {status}"
+    if status == ERR_LIMIT and info is not None:
+        raise PixelLimitError(text, codec="bpg", width=info.width, height=info.height,
+                              limit=max_pixels or LIBRARY_MAX_PIXELS)
     if status == ERR_CORRUPT:
         raise CorruptStreamError(text, codec="bpg")
     if status == ERR_ARGUMENT:

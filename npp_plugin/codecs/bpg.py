@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..codec import Codec, Param, default_workers
+from ..codec import Codec, HeaderSize, Param, default_workers
 from ..errors import InvalidArgumentError
 from ..hookspecs import hookimpl
 
@@ -232,28 +232,49 @@ class BpgCodec(Codec):
         native.check_status(lib, status, err, action="encode")
         return out, n
 
+    def _header_size(self, data: bytes, /) -> HeaderSize:
+        # The file header alone. The data-length bound needs the compact HEVC header too: the
+        # library checks it (NPP_BPG_DECODE_CHECK_ONLY) before the output is allocated.
+        info = self._get_info(data, action="decode")
+        return HeaderSize(info.width, info.height)
+
+    def _get_info(self, data: bytes, *, action: str):
+        native = _lib()
+        lib = native.get_lib()
+        info = native.Info()
+        err, err_ref = native.new_errmsg()
+        native.check_status(lib, lib.npp_bpg_get_info(data, len(data), byref(info), err_ref), err,
+                            action=action)
+        return info
+
     def _decode(self, data: bytes, /, *, high_bit_depth: bool) -> np.ndarray:
         native = _lib()
         # Outside data is verified: libde265 alone would decode a file cut inside its
-        # slice data to garbage without complaint (see NPP_BPG_DECODE_VERIFY).
+        # slice data to garbage without complaint (see NPP_BPG_DECODE_VERIFY). The pixel
+        # limit was applied by Codec.decode, so the library is given none of its own.
         return self._decode_ptr(native.get_lib(), data, len(data), high_bit_depth,
-                                native.DECODE_VERIFY)
+                                native.DECODE_VERIFY, native.NO_PIXEL_LIMIT)
 
     @staticmethod
-    def _decode_ptr(lib, data, size: int, high_bit_depth: bool, flags: int) -> np.ndarray:
-        """Decode from ``data`` (bytes or an address) straight into a numpy array."""
+    def _decode_ptr(lib, data, size: int, high_bit_depth: bool, flags: int,
+                    max_pixels: int = 0) -> np.ndarray:
+        """Decode from ``data`` (bytes or an address) straight into a numpy array. The file is
+        checked (pixel limit ``max_pixels``, 0 = the library's default; a data length that
+        can hold the picture) before the array is allocated."""
         native = _lib()
         info = native.Info()
         err, err_ref = native.new_errmsg()
-        status = lib.npp_bpg_get_info(data, size, byref(info), err_ref)
-        native.check_status(lib, status, err, action="decode")
+        status = lib.npp_bpg_decode_into(data, size, 8, native.DECODE_CHECK_ONLY, max_pixels,
+                                         None, 0, byref(info), err_ref)
+        native.check_status(lib, status, err, action="decode", info=info, max_pixels=max_pixels)
         wide = high_bit_depth and info.bit_depth > 8
         out = np.empty((info.height, info.width, 3), dtype=np.uint16 if wide else np.uint8)
         err, err_ref = native.new_errmsg()
         status = lib.npp_bpg_decode_into(
-            data, size, 16 if wide else 8, flags, out.ctypes.data, out.nbytes, byref(info), err_ref
+            data, size, 16 if wide else 8, flags, max_pixels, out.ctypes.data, out.nbytes,
+            byref(info), err_ref
         )
-        native.check_status(lib, status, err, action="decode")
+        native.check_status(lib, status, err, action="decode", info=info, max_pixels=max_pixels)
         return out
 
     @classmethod
@@ -274,13 +295,7 @@ class BpgCodec(Codec):
         """
         data = self._validate_data(data)
         self._require_available()
-        native = _lib()
-        lib = native.get_lib()
-        info = native.Info()
-        err, err_ref = native.new_errmsg()
-        native.check_status(
-            lib, lib.npp_bpg_get_info(data, len(data), byref(info), err_ref), err, action="info"
-        )
+        info = self._get_info(data, action="info")
         tags = [
             _EXTENSION_TAGS.get(t, f"tag{t}") for t in range(32) if info.extension_tags >> t & 1
         ]

@@ -221,9 +221,13 @@ def read_weights(
     if version != FORMAT_VERSION:
         msg = f"npp weights {path}: format version {version!r} is not supported (this npp_plugin reads version {FORMAT_VERSION})"
         raise WeightsError(msg)
+    for key in ("config", "meta"):
+        if not isinstance(obj.get(key) or {}, Mapping):
+            msg = f"npp weights {path}: {key!r} must be a dict, not {type(obj[key]).__name__}"
+            raise WeightsError(msg)
     try:
         cfg = config_from_dict(dict(obj["config"]))
-    except (KeyError, TypeError, InvalidArgumentError) as exc:
+    except (KeyError, TypeError, ValueError, InvalidArgumentError) as exc:
         msg = f"npp weights {path}: invalid stored configuration: {exc}"
         raise WeightsError(msg) from exc
     state = obj.get("state_dict")
