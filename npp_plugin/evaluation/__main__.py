@@ -6,11 +6,16 @@
     npp eval merge --out runs/all runs/shard0 runs/shard1 ...
     npp eval report runs/eval1 --anchor plain --bd-method akima             # re-tabulate
     npp eval gradcam --task mobilenet_v2 --variant blur10 --out cam.png
+    npp eval --tasks all --codecs bpg --qps 28,31,34,37,41 --variants plain,blur05,npp \
+             --crop-size 0 --transfer-anchors plain,blur05 --out runs/transfer   # transfer.md
 
 Without ``--qps`` the QPs come from calibration (per codec and task: the QPs where the task
 score lies between 50 % and 95 % of its uncompressed value), cached in ``calibration.json``
 so a resumed run uses the same QPs. Codecs and variants take options as
 ``name:key=value:key=value`` (e.g. ``jpeg:chroma=444``, ``gaussian:sigma=0.7``).
+``--tasks all`` runs every registered task that can run here (those needing a weights file
+or MediaPipe's environment are left out, with a note); ``--annotations`` scores detectors
+against COCO boxes instead of their own detections on the uncompressed image.
 """
 
 from __future__ import annotations

@@ -51,12 +51,14 @@ def cell(e: Mapping[str, Any] | None, max_half_width: float = MAX_HALF_WIDTH) ->
         return "—"
     value, n = e.get("value"), e.get("n_images")
     if value is None or not math.isfinite(value):
-        return f"n/a: BD-rate undefined ({n} images)"
+        why = next((w.split(":")[0] for w in e.get("warnings", []) if "BD undefined" in w or "overlap" in w),
+                   "BD-rate undefined")
+        return f"n/a: {why} ({n} images)"
     half = _half_width(e)
     if not math.isfinite(half):
         return f"too few usable images ({n}): no interval"
     if half > max_half_width:
-        return f"too few usable images ({n}): 95 % CI ±{half:.0f} % > ±{max_half_width:g} %"
+        return f"too few usable images ({n}): 95 % CI ±{half:.1f} % > ±{max_half_width:g} %"
     return f"{value:+.1f} % [{e['ci_low']:+.1f}, {e['ci_high']:+.1f}]"
 
 
