@@ -229,11 +229,10 @@ def _split_by_shape(items: list[EvalImage], pixels: list[np.ndarray]):
             start = i
 
 
-def _targets(spec: SweepSpec, items: list[EvalImage], refs: dict[str, Any],
-             kinds: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Each task's target: class labels (classifiers) or boxes (detectors) when given, else
-    its reference. ``kinds`` maps task labels to task kinds (default: the spec's tasks)."""
-    kinds = kinds if kinds is not None else {k: t.kind for k, t in spec.tasks.items()}
+def _targets(spec: SweepSpec, items: list[EvalImage], refs: dict[str, Any]) -> dict[str, Any]:
+    """Each task's target: class labels (classifiers) or boxes (detectors) when the spec has
+    them, else the task's reference."""
+    kinds = {k: t.kind for k, t in spec.tasks.items()}
     out = dict(refs)
     if spec.labels is not None:
         import torch
@@ -261,18 +260,19 @@ def _floats(values: Any) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in arr.reshape(-1)]
 
 
+def _array(values: Any, dtype: Any = None) -> np.ndarray:
+    return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=dtype)
+
+
 def _dets_json(det: Mapping[str, Any]) -> dict[str, list]:
-    """One image's detections as JSON lists (boxes xyxy in pixels to 0.01 px)."""
-    boxes = np.asarray(det["boxes"].detach().cpu() if hasattr(det["boxes"], "detach") else det["boxes"], np.float64)
-    n = len(boxes)
-    scores = det.get("scores")
-    scores = np.ones(n) if scores is None else np.asarray(scores.detach().cpu() if hasattr(scores, "detach") else scores)
-    labels = np.asarray(det["labels"].detach().cpu() if hasattr(det["labels"], "detach") else det["labels"])
-    out = {"boxes": [[round(float(v), 2) for v in b] for b in boxes.reshape(n, 4)],
+    """One image's detections (or boxes) as JSON lists: xyxy pixels to 0.01 px."""
+    boxes = _array(det["boxes"], np.float64).reshape(-1, 4)
+    scores = np.ones(len(boxes)) if det.get("scores") is None else _array(det["scores"], np.float64)
+    out = {"boxes": [[round(float(v), 2) for v in b] for b in boxes],
            "scores": [round(float(v), 6) for v in scores.reshape(-1)],
-           "labels": [int(v) for v in labels.reshape(-1)]}
+           "labels": [int(v) for v in _array(det["labels"]).reshape(-1)]}
     if "iscrowd" in det:
-        out["iscrowd"] = [int(v) for v in np.asarray(det["iscrowd"]).reshape(-1)]
+        out["iscrowd"] = [int(v) for v in _array(det["iscrowd"]).reshape(-1)]
     return out
 
 
