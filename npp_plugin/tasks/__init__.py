@@ -43,7 +43,8 @@ class Task(ABC):
 
     Inputs are always (N, 3, H, W) float RGB in [0, 1]; the task applies its own
     normalisation and resizing. The network is in eval mode with ``requires_grad=False`` on
-    every parameter, but ``loss`` is differentiable with respect to the input batch.
+    every parameter, but ``loss`` is differentiable with respect to the input batch
+    (evaluation-only tasks, :class:`EvaluationTask`, have no loss).
     """
 
     name: ClassVar[str] = ""
