@@ -140,15 +140,19 @@ def test_transfer_cells_say_when_there_are_too_few_images():
     """Assert a cell shows the BD-rate and interval when the interval is within ±10 %, and says
     'too few usable images' (no number) when it is wider or missing."""
     ok = {"value": -12.34, "ci_low": -18.0, "ci_high": -6.5, "n_images": 600}
-    wide = {"value": -30.0, "ci_low": -60.0, "ci_high": 5.0, "n_images": 4}
-    none = {"value": -3.0, "ci_low": float("nan"), "ci_high": float("nan"), "n_images": 1}
+    wide = {"value": -30.0, "ci_low": -60.0, "ci_high": 5.0, "n_images": 40}
+    none = {"value": -3.0, "ci_low": float("nan"), "ci_high": float("nan"), "n_images": 12}
+    few = {**ok, "n_images": 4}
     assert cell(ok) == "-12.3 % [-18.0, -6.5]"
-    assert cell(wide) == "too few usable images (4): 95 % CI ±32.5 % > ±10 %" and "-30" not in cell(wide)
-    assert cell(none) == "too few usable images (1): no interval"
+    assert cell(wide) == "too few usable images (40): 95 % CI ±32.5 % > ±10 %" and "-30" not in cell(wide)
+    assert cell(none) == "too few usable images (12): no interval"
+    assert cell(few) == "too few usable images (4 < 10)"
     assert cell(None) == "—"
     undefined = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n_images": 5,
                  "warnings": ["fewer than 2 monotonic points: BD undefined"]}
     assert cell(undefined) == "n/a: fewer than 2 monotonic points (5 images)"
+    apart = {**undefined, "warnings": ["Curves do not overlap. BD cannot be calculated."]}
+    assert cell(apart) == "n/a: curves do not overlap (5 images)"
     bd = {"plain": [{"task": "pose", "metric": "score", "codec": "bpg", "variant": "npp", **wide},
                     {"task": "cls", "metric": "score", "codec": "bpg", "variant": "npp", **ok},
                     {"task": "cls", "metric": "kl", "codec": "bpg", "variant": "npp", **ok}],
@@ -157,4 +161,5 @@ def test_transfer_cells_say_when_there_are_too_few_images():
     assert [(r["task"], r["measure"]) for r in rows] == [("cls", "top-1 agreement"), ("pose", "OKS")]
     text = transfer_table(rows, ["plain", "blur05"])
     assert "| cls | top-1 agreement | bpg | npp | 600 | -12.3 % [-18.0, -6.5] | -12.3 % [-18.0, -6.5] |" in text
-    assert "| pose | OKS | bpg | npp | 4 | too few usable images (4)" in text and text.rstrip().endswith("±10 %.")
+    assert "| pose | OKS | bpg | npp | 40 | too few usable images (40)" in text
+    assert text.rstrip().endswith("fewer than 10 images.")

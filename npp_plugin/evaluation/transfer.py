@@ -2,8 +2,9 @@
 
 One row per (task, metric, codec, variant), one column per anchor (e.g. plain BPG and the
 tuned blur), each cell the BD-rate with its 95 % bootstrap interval. A cell whose interval is
-wider than ±``max_half_width`` percentage points (or has none) says so instead of giving a
-number: with so few usable images the value means nothing.
+wider than ±``max_half_width`` percentage points (or has none), or that rests on fewer than
+``MIN_IMAGES`` images (a percentile bootstrap over a handful of images understates its own
+uncertainty), says so instead of giving a number: the value would mean nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MAX_HALF_WIDTH", "TABLE_METRICS", "cell", "metric_name", "transfer_rows", "transfer_table"]
+__all__ = ["MAX_HALF_WIDTH", "MIN_IMAGES", "TABLE_METRICS", "cell", "metric_name", "transfer_rows", "transfer_table"]
 
 #: Widest 95 % interval (half-width, percentage points) for which a BD-rate is printed.
 MAX_HALF_WIDTH = 10.0
+#: Fewest usable images for which a BD-rate is printed.
+MIN_IMAGES = 10
 #: Task metrics the table shows (KL and the human-vision metrics stay in table.md).
 TABLE_METRICS = ("score", "pck", "map", "ap50")
 _NAMES = {
@@ -51,10 +54,12 @@ def cell(e: Mapping[str, Any] | None, max_half_width: float = MAX_HALF_WIDTH) ->
         return "—"
     value, n = e.get("value"), e.get("n_images")
     if value is None or not math.isfinite(value):
-        why = next((w.split(":")[0] for w in e.get("warnings", []) if "BD undefined" in w or "overlap" in w),
-                   "BD-rate undefined")
+        why = next(("curves do not overlap" if "do not overlap" in w else w.split(":")[0]
+                    for w in e.get("warnings", []) if "BD undefined" in w or "overlap" in w), "BD-rate undefined")
         return f"n/a: {why} ({n} images)"
     half = _half_width(e)
+    if n is not None and n < MIN_IMAGES:
+        return f"too few usable images ({n} < {MIN_IMAGES})"
     if not math.isfinite(half):
         return f"too few usable images ({n}): no interval"
     if half > max_half_width:
@@ -109,5 +114,6 @@ def transfer_table(rows: Sequence[Mapping[str, Any]], anchors: Sequence[str],
         lines.append(f"| {r['task']} | {r['measure']} | {r['codec']} | {r['variant']} | {r['images']} | "
                      + " | ".join(cells) + " |")
     lines += ["", f"BD-rate % (negative: fewer bits at equal task quality) [95 % bootstrap interval]; "
-              f"no number where the interval is wider than ±{max_half_width:g} %."]
+              f"no number where the interval is wider than ±{max_half_width:g} % or rests on fewer than "
+              f"{MIN_IMAGES} images."]
     return "\n".join(lines) + "\n"
