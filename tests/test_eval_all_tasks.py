@@ -44,7 +44,7 @@ def test_all_tasks_in_one_command(folder, tmp_path, capsys):
         pytest.skip("the 'jpeg' codec plugin is not installed")
     out = tmp_path / "run"
     rc = main(["--tasks", "all", "--codecs", "jpeg", "--qps", "30,42,51", "--variants", "plain,blur05",
-               "--images", str(folder), "--crop-size", "0", "--bootstrap", "30", "--transfer-anchors", "plain,blur05",
+               "--images", str(folder), "--crop-size", "0", "--bootstrap", "30", "--anchor", "plain,blur05",
                "--out", str(out), "--no-plots", "--no-progress", "--metrics", "psnr"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err

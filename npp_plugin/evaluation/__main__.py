@@ -6,8 +6,8 @@
     npp eval merge --out runs/all runs/shard0 runs/shard1 ...
     npp eval report runs/eval1 --anchor plain --bd-method akima             # re-tabulate
     npp eval gradcam --task mobilenet_v2 --variant blur10 --out cam.png
-    npp eval --tasks all --codecs bpg --qps 28,31,34,37,41 --variants plain,blur05,npp \
-             --crop-size 0 --transfer-anchors plain,blur05 --out runs/transfer   # transfer.md
+    npp eval --tasks all --codecs bpg --qps 28,31,34,37,41 --variants plain,blur_tuned,npp \
+             --crop-size 0 --anchor plain,blur_tuned --out runs/transfer   # transfer.md
 
 Without ``--qps`` the QPs come from calibration (per codec and task: the QPs where the task
 score lies between 50 % and 95 % of its uncompressed value), cached in ``calibration.json``
