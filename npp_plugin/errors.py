@@ -12,6 +12,7 @@ errors into exit codes.
     ├── UnknownPreprocessorError (KeyError)
     ├── UnknownTaskError (KeyError)
     ├── CodecUnavailableError (ImportError)  the codec's backend is not installed
+    ├── TaskUnavailableError (ImportError)   the task's runtime (e.g. MediaPipe) is not installed
     ├── InvalidArgumentError (ValueError)    bad image, QP, option ...
     │   └── ShapeError                       wrong image/tensor shape
     ├── CodecError                       encoding or decoding failed
@@ -39,6 +40,7 @@ __all__ = [
     "PixelLimitWarning",
     "PluginError",
     "ShapeError",
+    "TaskUnavailableError",
     "UnknownCodecError",
     "UnknownPreprocessorError",
     "UnknownTaskError",
@@ -85,6 +87,10 @@ class UnknownTaskError(_UnknownNameError):
 
 class CodecUnavailableError(NppError, ImportError):
     """The codec is registered but its backend (library, executable) is missing."""
+
+
+class TaskUnavailableError(NppError, ImportError):
+    """The task is registered but what runs it (a separate runtime, a package) is missing."""
 
 
 class InvalidArgumentError(NppError, ValueError):

@@ -56,7 +56,8 @@ def npp_register_preprocessors(register: Callable[..., None]) -> None:
 
 @hookspec
 def npp_register_tasks(register: Callable[..., Any]) -> None:
-    """Register downstream task networks (classifiers, detectors).
+    """Register downstream task networks (classifiers, detectors; evaluation-only
+    segmentation and pose tasks).
 
     :param register: call ``register(name, factory)`` where ``factory(**config)`` returns a
         task object (see :mod:`npp_plugin.tasks`).

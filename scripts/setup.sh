@@ -24,6 +24,21 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 VPY="$VENV/bin/python"
 
+# MediaPipe 0.10.21 (person segmentation and pose tasks; its .tflite models ship in the wheel)
+# pins protobuf<5, which onnx in .venv cannot take: it gets a small environment of its own,
+# inside .venv, that the tasks call as a subprocess (npp_plugin/tasks/mediapipe_runtime.py).
+# Its jax/jaxlib, sounddevice and sentencepiece requirements serve model making, audio and
+# LLM tasks, never the legacy solutions: they are left out (about 600 MB).
+MP_VENV="$VENV/mediapipe"
+MP_VERSION=0.10.21
+if ! "$MP_VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('mediapipe') != '$MP_VERSION')" 2>/dev/null; then
+  echo "setup: installing mediapipe==$MP_VERSION in $MP_VENV"
+  [ -x "$MP_VENV/bin/python" ] || "$PY" -m venv "$MP_VENV"
+  "$MP_VENV/bin/python" -m pip install -q --no-deps "mediapipe==$MP_VERSION"
+  "$MP_VENV/bin/python" -m pip install -q absl-py attrs "flatbuffers>=2.0" "numpy<2" "protobuf>=4.25.3,<5" \
+    "opencv-contrib-python<4.12" matplotlib
+fi
+
 stamp="$VENV/.npp-setup-stamp"
 want=$(cat pyproject.toml hooks/*/pyproject.toml setup.py native/*.[ch] native/*/*.[ch] 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c "import npp_plugin, torch, torchvision" 2>/dev/null; then

@@ -6,11 +6,16 @@
     npp eval merge --out runs/all runs/shard0 runs/shard1 ...
     npp eval report runs/eval1 --anchor plain --bd-method akima             # re-tabulate
     npp eval gradcam --task mobilenet_v2 --variant blur10 --out cam.png
+    npp eval --tasks all --codecs bpg --qps 28,31,34,37,41 --variants plain,blur_tuned,npp \
+             --crop-size 0 --anchor plain,blur_tuned --out runs/transfer   # transfer.md
 
 Without ``--qps`` the QPs come from calibration (per codec and task: the QPs where the task
 score lies between 50 % and 95 % of its uncompressed value), cached in ``calibration.json``
 so a resumed run uses the same QPs. Codecs and variants take options as
 ``name:key=value:key=value`` (e.g. ``jpeg:chroma=444``, ``gaussian:sigma=0.7``).
+``--tasks all`` runs every registered task that can run here (those needing a weights file
+or MediaPipe's environment are left out, with a note); ``--annotations`` scores detectors
+against COCO boxes instead of their own detections on the uncompressed image.
 """
 
 from __future__ import annotations
@@ -80,16 +85,35 @@ def _variants(text: str) -> dict:
     return out
 
 
+ALL_TASKS = "all"
+
+
 def _tasks(text: str) -> dict:
-    from ..registry import get_task
+    """Task specs → tasks. ``all`` stands for every registered task that can run here:
+    those that need something missing (a weights file, MediaPipe's environment) are left
+    out with a note on stderr."""
+    from ..errors import TaskUnavailableError, WeightsError
+    from ..registry import available_tasks, get_task
     from .sweep import NO_TASK
 
+    specs = [s for s in _split(text) if s != NO_TASK]
     out = {}
-    for spec in _split(text):
-        if spec == NO_TASK:
-            continue
-        name, cfg = parse_spec(spec)
-        out[spec] = get_task(name, **cfg)
+    for spec in specs:
+        if spec != ALL_TASKS:
+            name, cfg = parse_spec(spec)
+            out[spec] = get_task(name, **cfg)
+    if ALL_TASKS in specs:
+        given = {parse_spec(s)[0] for s in specs if s != ALL_TASKS}
+        skipped = []
+        for name in available_tasks():
+            if name in given:
+                continue
+            try:
+                out[name] = get_task(name)
+            except (WeightsError, TaskUnavailableError) as exc:
+                skipped.append(f"{name} ({str(exc).splitlines()[0]})")
+        if skipped:
+            print("npp eval: --tasks all leaves out: " + "; ".join(skipped), file=sys.stderr)
     return out
 
 
@@ -115,13 +139,14 @@ def _labels(path: str | None) -> dict[str, int] | None:
 def _images(args) -> tuple[list, dict]:
     from .inputs import DEFAULT_CROP, builtin_images, folder_images, select_evenly
 
+    whole = args.crop_size == 0  # --crop-size 0: whole photos
     if args.images.split(":")[0] == "builtin":
-        crop = args.crop_size or DEFAULT_CROP
+        crop = None if whole else (args.crop_size or DEFAULT_CROP)
         split = args.images.partition(":")[2] or "all"
         items = builtin_images(crop_size=crop, stride=args.stride, split=split)
         desc = {"source": args.images, "crop_size": crop, "stride": args.stride or crop, "split": split}
     else:
-        items = folder_images(args.images, crop_size=args.crop_size, stride=args.stride)
+        items = folder_images(args.images, crop_size=None if whole else args.crop_size, stride=args.stride)
         desc = {"source": str(Path(args.images).resolve()), "crop_size": args.crop_size, "stride": args.stride}
     items = select_evenly(items, args.max_images)
     desc["max_images"] = args.max_images
@@ -132,13 +157,17 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codecs", default="jpeg", help="comma-separated codec specs (default: jpeg)")
     p.add_argument("--qps", default="auto", help="comma-separated QPs, or 'auto' (calibrate; default)")
     p.add_argument("--variants", default="plain", help="'plain' and/or preprocessor specs, e.g. plain,blur05,npp")
-    p.add_argument("--tasks", default="mobilenet_v2", help="task networks, or 'none' for fidelity only")
+    p.add_argument("--tasks", default="mobilenet_v2",
+                   help="task networks; 'all' for every task that can run here; 'none' for fidelity only")
     p.add_argument("--images", default="builtin",
                    help="'builtin', 'builtin:val' (photos held out from training), 'builtin:train', or a folder")
-    p.add_argument("--crop-size", type=int, default=None, help="square crops of this size (builtin default 144)")
+    p.add_argument("--crop-size", type=int, default=None,
+                   help="square crops of this size (builtin default 144); 0 for whole photos")
     p.add_argument("--stride", type=int, default=None, help="crop stride (default: crop size)")
     p.add_argument("--max-images", type=int, default=None, help="use this many images, spread evenly")
     p.add_argument("--labels", default=None, help="CSV 'image,class' for top-1 accuracy instead of agreement")
+    p.add_argument("--annotations", default=None,
+                   help="COCO instances JSON: detectors are scored (per-image AP, mAP) against its boxes")
     p.add_argument("--metrics", default="psnr,ms_ssim,fsim", help="human-vision metrics (subset of psnr,ms_ssim,fsim)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--shard", default="0/1", help="evaluate shard i of n (images i, i+n, ...); join with 'merge'")
@@ -161,7 +190,7 @@ def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap-unit", choices=("image", "source"), default="image",
                    help="resample images, or whole source photos (crops of one photo are correlated)")
     p.add_argument("--bd-method", choices=("pchip", "akima"), default="pchip")
-    p.add_argument("--bd-metrics", default="score,kl,psnr,ms_ssim", help="metrics to compute BD-rates on")
+    p.add_argument("--bd-metrics", default="score,kl,pck,map,ap50,psnr,ms_ssim", help="metrics to compute BD-rates on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true")
 
@@ -199,7 +228,10 @@ def _report(args, out: Path) -> dict:
 
 def _print_results(res: dict, out: Path) -> None:
     print(res["table"], end="")
+    if res.get("transfer"):
+        print("\nTransfer table:\n\n" + res["transfer"]["table"], end="")
     print(f"\nwrote {out / 'results.json'}, rows.csv, curves.csv, bdrate.csv, table.md"
+          + (", transfer.md" if res.get("transfer") else "")
           + (f", {', '.join(res.get('plots', []))}" if res.get("plots") else ""))
 
 
@@ -254,15 +286,24 @@ def _run(args) -> int:
         check_out_dir(out, resume=args.resume)  # before calibrating: never overwrite a run's calibration
     items, desc = _images(args)
     codecs, variants, tasks = _codecs(args.codecs), _variants(args.variants), _tasks(args.tasks)
+    boxes = None
+    if args.annotations:
+        from .annotations import load_coco_boxes
+
+        if not any(t.kind == "detection" for t in tasks.values()):
+            msg = "--annotations: no detection task among --tasks to score against the boxes"
+            raise InvalidArgumentError(msg, argument="annotations", allowed="with a detection task (e.g. fcos)")
+        boxes = load_coco_boxes(args.annotations, items)
     print(f"npp eval: {len(items)} images ({desc}), shard {shard[0]}/{shard[1]}", file=sys.stderr)
     if args.qps == "auto" or args.calibrate:
         qps = _calibrated_qps(args, items, codecs, tasks, out)
         if args.calibrate:
             print(json.dumps(qps, indent=2))
             return 0
-        spec = SweepSpec(codecs, variants, tasks, qps, metrics=metrics, labels=_labels(args.labels))
+        spec = SweepSpec(codecs, variants, tasks, qps, metrics=metrics, labels=_labels(args.labels), boxes=boxes)
     else:
-        spec = SweepSpec.with_qps(codecs, variants, tasks, _qps(args.qps), metrics=metrics, labels=_labels(args.labels))
+        spec = SweepSpec.with_qps(codecs, variants, tasks, _qps(args.qps), metrics=metrics, labels=_labels(args.labels),
+                                  boxes=boxes)
     stats = run_sweep(items, spec, out, resume=args.resume, batch_size=args.batch_size, workers=args.workers,
                       shard=shard, images_description=desc, progress=not args.no_progress)
     print(f"npp eval: {stats.computed} rows computed, {stats.skipped} already done (of {stats.total})", file=sys.stderr)

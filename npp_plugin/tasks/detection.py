@@ -8,6 +8,8 @@ Targets are lists of ``{"boxes": (K, 4) xyxy pixels, "labels": (K,) int64}``: CO
 annotations, or the detector's own detections on the uncompressed image (``reference``).
 The loss is the detector's training loss against them (pseudo-labels when unlabelled), with
 the backbone's batch norm kept in eval mode; the score is per-image AP at IoU 0.5.
+``measure`` returns the detections too, from which evaluation computes dataset-level COCO
+mAP (:mod:`npp_plugin.evaluation.coco_map`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,21 @@ def average_precision(pred: dict, target: dict, *, iou: float = 0.5) -> float:
     return float(((recall - prev) * precision).sum())
 
 
+def _non_crowd(target: dict) -> dict:
+    """The target without COCO crowd regions (per-image AP counts only real objects)."""
+    crowd = target.get("iscrowd")
+    if crowd is None:
+        return target
+    keep = ~torch.as_tensor(crowd, dtype=torch.bool)
+    return {"boxes": target["boxes"][keep], "labels": target["labels"][keep]}
+
+
+def _measure(task: str, dets: list[dict], target: Any) -> dict[str, Any]:
+    targets = _check_targets(task, target, len(dets))
+    ap = torch.tensor([average_precision(d, _non_crowd(t)) for d, t in zip(dets, targets, strict=True)])
+    return {"score": ap, "detections": dets}
+
+
 def _check_targets(task: str, target: Any, n: int) -> list[dict]:
     ok = isinstance(target, (list, tuple)) and len(target) == n and all(
         isinstance(t, dict) and "boxes" in t and "labels" in t for t in target
@@ -152,10 +169,13 @@ class TorchvisionDetector(Task):
             total = sum(self.net(list(batch), targets).values())
         return total * batch.shape[0] if reduction == "sum" else total
 
+    def measure(self, batch: torch.Tensor, target: Any) -> dict[str, Any]:
+        """Per-image AP at IoU 0.5 (``score``) and the ``detections`` it was computed from."""
+        _check_targets(self.name, target, batch.shape[0])
+        return _measure(self.name, self.detect(batch), target)
+
     def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
-        targets = _check_targets(self.name, target, batch.shape[0])
-        dets = self.detect(batch)
-        return torch.tensor([average_precision(d, t) for d, t in zip(dets, targets, strict=True)])
+        return self.measure(batch, target)["score"]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._config, "score_thresh": self.score_thresh}
@@ -282,9 +302,13 @@ class MtcnnFaces(Task):
         per = per / counts.clamp_min(1)
         return reduce(per, reduction)
 
+    def measure(self, batch: torch.Tensor, target: Any) -> dict[str, Any]:
+        """Per-image AP at IoU 0.5 (``score``) and the ``detections`` it was computed from."""
+        _check_targets(self.name, target, batch.shape[0])
+        return _measure(self.name, self.detect(batch), target)
+
     def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
-        targets = _check_targets(self.name, target, batch.shape[0])
-        return torch.tensor([average_precision(d, t) for d, t in zip(self.detect(batch), targets, strict=True)])
+        return self.measure(batch, target)["score"]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "min_face_size": self.min_face_size,

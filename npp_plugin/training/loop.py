@@ -173,9 +173,10 @@ def run(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
 
 def _components(cfg: TrainConfig, device: torch.device):
     from ..registry import get_codec, get_task
+    from ..tasks import require_trainable
 
     codec = get_codec(cfg.codec, **cfg.codec_options)
-    task = get_task(cfg.task, **cfg.task_options)
+    task = require_trainable(get_task(cfg.task, **cfg.task_options), who="npp train")
     task.to(device)
     return codec, task
 
