@@ -57,7 +57,7 @@ class JpegCodec(Codec):
 
     def quant_step(self, qp: int) -> float:
         """Mean AC step of the IJG luma table at this QP's quality (libjpeg's scaling)."""
-        quality = qp_to_quality(self._validate_qp(qp))
+        quality = qp_to_quality(self.validate_qp(qp))
         scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
         steps = [min(255.0, max(1.0, (t * scale + 50.0) // 100.0)) for t in _IJG_LUMA[1:]]
         return float(sum(steps) / len(steps))
@@ -90,7 +90,7 @@ class JpegCodec(Codec):
     def info(self, data: bytes, /) -> dict:
         from PIL import Image
 
-        data = self._validate_data(data)
+        data = self.validate_data(data)
         try:
             with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
                 sub = {0: "444", 1: "422", 2: "420"}.get(_subsampling(im))

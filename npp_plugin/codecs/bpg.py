@@ -272,8 +272,8 @@ class BpgCodec(Codec):
         Raises:
             CorruptStreamError: not a BPG file, or a truncated/invalid header.
         """
-        data = self._validate_data(data)
-        self._require_available()
+        data = self.validate_data(data)
+        self.require_available()
         native = _lib()
         lib = native.get_lib()
         info = native.Info()
