@@ -20,8 +20,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 #: section heading → why its snippets cannot run here
 NOT_SELF_CONTAINED = {
-    "Using it": "opens the user's photo.png, encodes with preprocess='npp' (needs trained NPP "
-                "weights) and round-trips the user's training batch",
+    "Using it": "opens the user's photo.png and round-trips the user's training batch "
+                "(`batch` is theirs, not defined in the snippet)",
 }
 
 PLUGIN_SECTION = "Writing a codec plugin"
