@@ -59,11 +59,9 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import plugin_infos
-    from .registry import load_all_registries
+    from .plugins import default_host
 
-    load_all_registries()
-    rows = [info.as_dict() for info in plugin_infos().values()]
+    rows = [info.as_dict() for info in default_host().plugin_infos().values()]
     if not args.all:
         rows = [r for r in rows if r["codecs"] or r["preprocessors"] or r["tasks"] or r["errors"]]
     _print_json(rows)

@@ -13,11 +13,18 @@ too short to hold the picture it claims with :class:`~npp_plugin.errors.CorruptS
 The limit is, in this order: ``decode(..., pixel_limit=N)`` (``None``: no limit), the module
 setting ``npp_plugin.codec.PIXEL_LIMIT``, which starts as ``$NPP_PIXEL_LIMIT`` (an integer,
 or ``none``) when that is set, else :data:`DEFAULT_PIXEL_LIMIT`.
+
+The checks the base class runs are public too, so plugins and callers use the same ones:
+``validate_qp``, ``validate_size`` (a plugin with its own size rule overrides it and calls
+``super()``), ``validate_data`` and ``require_available``. Their underscored spellings
+(``_validate_qp``, ``_validate_data``, ``_require_available``, overriding ``_check_dims``)
+still work for one release, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
 import os
+import types
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -157,6 +164,11 @@ class Param:
         return value
 
 
+def _deprecated(old: str, new: str) -> None:
+    msg = f"Codec.{old}() is deprecated and goes in the next release; use Codec.{new}()"
+    warnings.warn(msg, DeprecationWarning, stacklevel=3)
+
+
 def default_workers() -> int:
     """One worker per core this process may use."""
     try:
@@ -191,6 +203,23 @@ class Codec(ABC):
     def __init__(self, **config: Any) -> None:
         self._config = self._validate_options(config, defaults=True)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("_check_dims")
+        if legacy is not None and "validate_size" not in cls.__dict__:
+            # Deprecated (remove in the next release): a plugin that still overrides
+            # _check_dims(rgb) keeps its rule; it is given an object with the image's shape.
+            warnings.warn(
+                f"{cls.__qualname__}: overriding Codec._check_dims(rgb) is deprecated; "
+                "override validate_size(self, *, width, height) and call super()",
+                DeprecationWarning, stacklevel=2,
+            )
+
+            def validate_size(self: Codec, *, width: int, height: int) -> None:
+                legacy(self, types.SimpleNamespace(shape=(height, width, 3)))
+
+            cls.validate_size = validate_size  # type: ignore[method-assign]
+
     # -- configuration --------------------------------------------------------------------
 
     def _validate_options(self, options: dict[str, Any], *, defaults: bool) -> dict[str, Any]:
@@ -210,6 +239,7 @@ class Codec(ABC):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Codec:
+        """The codec ``get_config`` described (its ``codec`` and ``version`` keys are ignored)."""
         cfg = {k: v for k, v in config.items() if k not in ("codec", "version")}
         return cls(**cfg)
 
@@ -232,9 +262,12 @@ class Codec(ABC):
 
     @classmethod
     def is_available(cls) -> bool:
+        """True when the backend works (``unavailable_reason()`` is ``None``)."""
         return cls.unavailable_reason() is None
 
-    def _require_available(self) -> None:
+    def require_available(self) -> None:
+        """Raise :class:`~npp_plugin.errors.CodecUnavailableError` (with the reason and how to
+        install the backend) unless :meth:`is_available`."""
         reason = self.unavailable_reason()
         if reason is not None:
             msg = f"{self.name}: codec backend unavailable: {reason}"
@@ -247,7 +280,7 @@ class Codec(ABC):
     def normalized_qp(self, qp: int) -> float:
         """``qp`` mapped linearly to [0, 1] over ``qp_norm_range`` (default ``qp_range``) and
         clipped: the operating point preprocessors condition on."""
-        qp = self._validate_qp(qp)
+        qp = self.validate_qp(qp)
         lo, hi = self.qp_norm_range or self.qp_range
         return min(1.0, max(0.0, (qp - lo) / (hi - lo)))
 
@@ -256,10 +289,14 @@ class Codec(ABC):
         distortion surrogates (:mod:`npp_plugin.training.surrogates`). Default: HEVC's law
         2^((qp − 4) / 6), which BPG, HEIF and VVC share; a codec with another quantiser
         (JPEG's tables) overrides it."""
-        qp = self._validate_qp(qp)
+        qp = self.validate_qp(qp)
         return float(2.0 ** ((qp - 4) / 6.0))
 
-    def _validate_qp(self, qp: Any) -> int:
+    # -- checks (public: plugins and callers use the same ones) ---------------------------
+
+    def validate_qp(self, qp: Any) -> int:
+        """``qp`` as an ``int`` when it is an integer in ``qp_range``, else
+        :class:`~npp_plugin.errors.InvalidArgumentError` naming the codec and the range."""
         lo, hi = self.qp_range
         if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)):
             msg = f"{self.name}: qp must be an integer in {lo}..{hi}, got {qp!r}"
@@ -269,11 +306,50 @@ class Codec(ABC):
             raise InvalidArgumentError(msg, codec=self.name, argument="qp", allowed=(lo, hi))
         return int(qp)
 
-    def _check_dims(self, rgb: np.ndarray) -> None:
-        h, w = rgb.shape[:2]
-        if h > self.max_size or w > self.max_size:
-            msg = f"{self.name}: image {w}x{h} is larger than the format allows ({self.max_size} per side)"
+    def validate_size(self, *, width: int, height: int) -> None:
+        """Raise :class:`~npp_plugin.errors.InvalidArgumentError` unless this codec can store a
+        ``width`` x ``height`` image. The base rule is ``max_size`` per side; a codec with
+        more rules (VVC here: even sizes of at least 32) overrides this and calls ``super()``.
+        ``encode`` and ``roundtrip`` call it before any pixel is touched."""
+        if height > self.max_size or width > self.max_size:
+            msg = f"{self.name}: image {width}x{height} is larger than the format allows ({self.max_size} per side)"
             raise InvalidArgumentError(msg, codec=self.name, argument="image", allowed=self.max_size)
+
+    def validate_data(self, data: Any) -> bytes:
+        """``data`` as ``bytes`` when it is a non-empty bytes-like object that :meth:`check`
+        accepts; else :class:`~npp_plugin.errors.InvalidArgumentError` (not bytes) or
+        :class:`~npp_plugin.errors.CorruptStreamError` (empty, or not this codec's magic).
+        ``decode`` calls it; a plugin's own ``info`` should too."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            msg = f"{self.name}: data must be bytes, got {type(data).__name__}"
+            raise InvalidArgumentError(msg, codec=self.name, argument="data", allowed="bytes")
+        data = bytes(data)
+        if not data:
+            msg = f"{self.name}: cannot decode an empty bitstream"
+            raise CorruptStreamError(msg, codec=self.name)
+        if not self._check(data):
+            msg = f"{self.name}: data is not a {self.name} bitstream (magic bytes {data[:8].hex()})"
+            raise CorruptStreamError(msg, codec=self.name)
+        return data
+
+    # Deprecated spellings of release 0.1.0, kept for one release.
+
+    def _validate_qp(self, qp: Any) -> int:
+        _deprecated("_validate_qp", "validate_qp")
+        return self.validate_qp(qp)
+
+    def _validate_data(self, data: Any) -> bytes:
+        _deprecated("_validate_data", "validate_data")
+        return self.validate_data(data)
+
+    def _require_available(self) -> None:
+        _deprecated("_require_available", "require_available")
+        self.require_available()
+
+    def _check_dims(self, rgb: Any) -> None:
+        # Only reached through super() from a legacy override (see __init_subclass__).
+        h, w = rgb.shape[:2]
+        Codec.validate_size(self, width=w, height=h)
 
     # -- encode / decode ------------------------------------------------------------------
 
@@ -295,11 +371,11 @@ class Codec(ABC):
                 :class:`~npp_plugin.Preprocessor` instance, run before encoding.
             **options: per-call overrides of this codec's ``params``.
         """
-        qp = self._validate_qp(qp)
+        qp = self.validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
-        self._require_available()
+        self.require_available()
         rgb = to_uint8_rgb(image, codec=self.name)
-        self._check_dims(rgb)
+        self.validate_size(width=rgb.shape[1], height=rgb.shape[0])
         if preprocess is not None:
             rgb = self._preprocess(rgb, preprocess, qp)
         return self._run_encode(rgb, qp, opts)
@@ -334,8 +410,8 @@ class Codec(ABC):
             CorruptStreamError: not this codec's bitstream, too short for the picture its
                 header claims, truncated or corrupt.
         """
-        data = self._validate_data(data)
-        self._require_available()
+        data = self.validate_data(data)
+        self.require_available()
         self._check_claimed_size(data, pixel_limit_in_force(pixel_limit))
         try:
             out = self._decode(data, high_bit_depth=high_bit_depth)
@@ -345,19 +421,6 @@ class Codec(ABC):
             msg = f"{self.name}: cannot decode {len(data)} bytes: {type(exc).__name__}: {exc}"
             raise CorruptStreamError(msg, codec=self.name) from exc
         return out if out.flags.writeable else out.copy()
-
-    def _validate_data(self, data: Any) -> bytes:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            msg = f"{self.name}: data must be bytes, got {type(data).__name__}"
-            raise InvalidArgumentError(msg, codec=self.name, argument="data", allowed="bytes")
-        data = bytes(data)
-        if not data:
-            msg = f"{self.name}: cannot decode an empty bitstream"
-            raise CorruptStreamError(msg, codec=self.name)
-        if not self._check(data):
-            msg = f"{self.name}: data is not a {self.name} bitstream (magic bytes {data[:8].hex()})"
-            raise CorruptStreamError(msg, codec=self.name)
-        return data
 
     def _check_claimed_size(self, data: bytes, limit: int | None) -> None:
         """Refuse, from the header alone, a picture above ``limit`` pixels or a file too short
@@ -412,9 +475,9 @@ class Codec(ABC):
         self, images: Sequence[np.ndarray], /, *, qp: int, workers: int | None = None, **options: Any
     ) -> list[bytes]:
         """Encode (H, W, 3) uint8 arrays in parallel threads."""
-        qp = self._validate_qp(qp)
+        qp = self.validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
-        self._require_available()
+        self.require_available()
         arrays = [to_uint8_rgb(a, codec=self.name) for a in images]
         return self._map(lambda a: self._run_encode(a, qp, opts), arrays, workers)
 
@@ -435,13 +498,12 @@ class Codec(ABC):
         if not is_tensor(batch):
             msg = f"{self.name}: roundtrip expects a torch tensor (N, 3, H, W), got {type(batch).__name__}"
             raise InvalidArgumentError(msg, codec=self.name, argument="batch", allowed="(N, 3, H, W) tensor")
-        qp = self._validate_qp(qp)
+        qp = self.validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
-        self._require_available()
+        self.require_available()
         check_image_batch(batch, who=self.name, codec=self.name,
                           values=not self._checks_values_in_roundtrip)
-        # _check_dims reads only the shape: a zero-stride stand-in for one image
-        self._check_dims(np.broadcast_to(np.uint8(0), (*batch.shape[2:], 3)))
+        self.validate_size(width=batch.shape[3], height=batch.shape[2])
         return self._roundtrip_tensor(batch, qp, opts, workers)
 
     def _roundtrip_tensor(

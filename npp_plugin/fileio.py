@@ -1,4 +1,6 @@
-"""Atomic file output: an error never leaves a half-written file behind."""
+"""Atomic file output (an error never leaves a half-written file behind), and the tagged
+torch files the package writes (proxies, NPP weights, checkpoints): a dict whose ``"format"``
+key names what it is, saved with :func:`save_tagged` and read back with :func:`load_tagged`."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "load_tagged"]
+__all__ = ["atomic_write_bytes", "load_tagged", "save_tagged"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -44,6 +46,31 @@ def _create_temporary(path: Path) -> tuple[int, str]:
             continue
     msg = f"cannot create a temporary file beside {str(path)!r}: 100 names taken"
     raise FileExistsError(msg)
+
+
+def save_tagged(path: str | os.PathLike, fmt: str, obj: dict) -> Path:
+    """``torch.save`` the dict ``obj``, tagged ``"format": fmt``, to ``path`` atomically, so
+    that ``load_tagged(path, fmt, ...)`` reads it back; returns the path.
+
+    ``obj`` may carry the tag itself (it must then equal ``fmt``). Serialising happens in
+    memory before the file is touched: an object torch cannot save leaves any old file as it
+    was.
+    """
+    import io
+
+    import torch
+
+    from .errors import InvalidArgumentError
+
+    if not isinstance(obj, dict):
+        msg = f"save_tagged: expected a dict to save as {fmt!r}, got {type(obj).__name__}"
+        raise InvalidArgumentError(msg, argument="obj", allowed="dict")
+    if obj.get("format", fmt) != fmt:
+        msg = f"save_tagged: the dict carries format tag {obj['format']!r}, but {fmt!r} was asked for"
+        raise InvalidArgumentError(msg, argument="fmt", allowed=obj["format"])
+    buf = io.BytesIO()
+    torch.save({"format": fmt, **obj}, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def load_tagged(

@@ -3,7 +3,9 @@
 A plugin is a module (or object) with functions marked ``@npp_plugin.hookimpl`` whose names
 match the specifications below. Plugins are found through the entry-point group
 ``npp_plugin``; each hook receives a ``register`` callback, so one plugin can add several
-things and the host validates each one as it arrives.
+things and the host (:class:`npp_plugin.plugins.PluginHost`) validates each one as it
+arrives. Every hook here has a docstring with a ``:param:`` line per argument
+(``tests/test_hookspecs.py`` checks it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pluggy
+
+__all__ = ["PROJECT", "hookimpl", "hookspec", "npp_register_codecs", "npp_register_preprocessors", "npp_register_tasks"]
 
 PROJECT = "npp_plugin"
 

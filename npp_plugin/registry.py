@@ -1,25 +1,25 @@
-"""Registries of codecs, preprocessors and tasks, filled through the plugins' register callbacks.
+"""Registries of codecs, preprocessors and tasks, and the functions that read them.
 
-Each hook implementation is called on its own, so one plugin that raises (or registers
-something invalid) is recorded against that plugin and never hides the others' entries.
+A :class:`Registry` maps names to entries of one kind, remembering which plugin registered
+each. The registries themselves are built and owned by a
+:class:`~npp_plugin.plugins.PluginHost` from its plugins' register callbacks; the functions
+here read the default host (:func:`npp_plugin.plugins.default_host`), or the host passed as
+``host``. Passing a bare ``pluggy.PluginManager`` (``pm=``, as in release 0.1.0) still works
+for one release, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import warnings
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import pluggy
+from .errors import PluginError
 
-from .errors import (
-    PluginError,
-    UnknownCodecError,
-    UnknownPreprocessorError,
-    UnknownTaskError,
-)
+if TYPE_CHECKING:  # pragma: no cover
+    import pluggy
+
+    from .plugins import PluginHost
 
 __all__ = [
     "Registry",
@@ -30,6 +30,7 @@ __all__ = [
     "get_codec",
     "get_preprocessor",
     "get_task",
+    "load_all_registries",
     "preprocessor_registry",
     "task_registry",
 ]
@@ -76,106 +77,37 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-def _validate_codec(cls: Any) -> str:
-    from .codec import Codec
+def _host(host: PluginHost | pluggy.PluginManager | None, pm: pluggy.PluginManager | None = None) -> PluginHost:
+    from .plugins import PluginHost, host_for
 
-    if not (isinstance(cls, type) and issubclass(cls, Codec)):
-        msg = f"register() expects a Codec subclass, got {cls!r}"
-        raise PluginError(msg)
-    name = getattr(cls, "name", None)
-    if not name:
-        msg = f"codec class {cls.__qualname__} has no 'name'"
-        raise PluginError(msg)
-    return name
-
-
-def _collect(pm: pluggy.PluginManager, hook_name: str, kind: str, unknown, attr: str) -> Registry:
-    """Call each plugin's ``hook_name`` on its own with a register callback that validates
-    every entry; failures are recorded against that plugin (and warned about)."""
-    from .plugins import PluginInfo, PluginWarning, plugin_infos
-
-    registry: Registry = Registry(kind, unknown)
-    infos = plugin_infos(pm)
-
-    def record(info: PluginInfo, msg: str) -> None:
-        info.errors.append(msg)
-        warnings.warn(f"npp_plugin: plugin {info.name!r}: {msg}", PluginWarning, stacklevel=3)
-
-    def make_register(info: PluginInfo):
-        def register(*args: Any, **kwargs: Any) -> None:
-            try:
-                if kind == "codec":
-                    (entry,) = args
-                    name = _validate_codec(entry)
-                else:
-                    name, entry = args if len(args) == 2 else (kwargs["name"], kwargs["factory"])
-                    if not callable(entry):
-                        msg = f"{kind} {name!r} from plugin {info.name!r} is not callable"
-                        raise PluginError(msg, plugin=info.name)
-                registry.add(name, entry, plugin=info.name)
-            except PluginError as exc:  # keep the plugin's other entries
-                record(info, str(exc))
-                return
-            getattr(info, attr).append(name)
-
-        return register
-
-    # In registration order (pluggy would call last-registered first): built-ins come first,
-    # so a third-party duplicate is the one refused.
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        info = infos.get(impl.plugin_name) or infos.setdefault(
-            impl.plugin_name, PluginInfo(impl.plugin_name, getattr(impl.plugin, "__name__", "?"))
+    host = pm if host is None else host
+    if host is not None and not isinstance(host, PluginHost):
+        warnings.warn(
+            "passing a pluggy.PluginManager to the registry functions is deprecated; pass a "
+            "npp_plugin.plugins.PluginHost (or nothing, for the default host)",
+            DeprecationWarning, stacklevel=3,
         )
-        try:
-            impl.function(register=make_register(info))
-        except Exception as exc:
-            record(info, f"{hook_name} failed: {type(exc).__name__}: {exc}")
-    return registry
+    return host_for(host)
 
 
-_lock = threading.RLock()
-_cache: dict[str, Registry] = {}
+def codec_registry(host: PluginHost | None = None, *, pm: pluggy.PluginManager | None = None) -> Registry:
+    """Codec name → ``Codec`` subclass."""
+    return _host(host, pm).codecs
 
 
-def _reset() -> None:
-    with _lock:
-        _cache.clear()
-        _preprocessor_cache.clear()
+def preprocessor_registry(host: PluginHost | None = None, *, pm: pluggy.PluginManager | None = None) -> Registry:
+    """Preprocessor name → factory."""
+    return _host(host, pm).preprocessors
 
 
-def _registry(key: str, pm: pluggy.PluginManager | None) -> Registry:
-    from .plugins import get_plugin_manager
-
-    spec = {
-        "codec": ("npp_register_codecs", UnknownCodecError, "codecs"),
-        "preprocessor": ("npp_register_preprocessors", UnknownPreprocessorError, "preprocessors"),
-        "task": ("npp_register_tasks", UnknownTaskError, "tasks"),
-    }[key]
-    if pm is not None:
-        return _collect(pm, spec[0], key, spec[1], spec[2])
-    with _lock:
-        if key not in _cache:
-            _cache[key] = _collect(get_plugin_manager(), spec[0], key, spec[1], spec[2])
-        return _cache[key]
+def task_registry(host: PluginHost | None = None, *, pm: pluggy.PluginManager | None = None) -> Registry:
+    """Task name → factory."""
+    return _host(host, pm).tasks
 
 
-def codec_registry(pm: pluggy.PluginManager | None = None) -> Registry:
-    return _registry("codec", pm)
-
-
-def preprocessor_registry(pm: pluggy.PluginManager | None = None) -> Registry:
-    return _registry("preprocessor", pm)
-
-
-def task_registry(pm: pluggy.PluginManager | None = None) -> Registry:
-    return _registry("task", pm)
-
-
-def load_all_registries() -> None:
+def load_all_registries(host: PluginHost | None = None) -> None:
     """Fill every registry (so ``npp plugins`` can report what each plugin registered)."""
-    codec_registry()
-    preprocessor_registry()
-    task_registry()
+    _host(host).plugin_infos()
 
 
 def available_codecs() -> list[str]:
@@ -184,10 +116,12 @@ def available_codecs() -> list[str]:
 
 
 def available_preprocessors() -> list[str]:
+    """Names of all registered preprocessors, sorted."""
     return preprocessor_registry().names()
 
 
 def available_tasks() -> list[str]:
+    """Names of all registered task networks, sorted."""
     return task_registry().names()
 
 
@@ -197,24 +131,15 @@ def get_codec(name: str, **config: Any):
     Raises :class:`UnknownCodecError` for an unknown name and
     :class:`InvalidArgumentError` for an unknown or out-of-range configuration value.
     """
-    cls = codec_registry().get(name)
-    return cls(**config)
-
-
-_preprocessor_cache: dict[tuple, Any] = {}
+    return _host(None).get_codec(name, **config)
 
 
 def get_preprocessor(name: str, **config: Any):
     """Return the preprocessor registered as ``name`` (instances are cached per config,
     so weights load once)."""
-    factory: Callable[..., Any] = preprocessor_registry().get(name)
-    key = (name, tuple(sorted((k, repr(v)) for k, v in config.items())))
-    with _lock:
-        if key not in _preprocessor_cache:
-            _preprocessor_cache[key] = factory(**config)
-        return _preprocessor_cache[key]
+    return _host(None).get_preprocessor(name, **config)
 
 
 def get_task(name: str, **config: Any):
-    factory = task_registry().get(name)
-    return factory(**config)
+    """Return a new instance of the task network registered as ``name``."""
+    return _host(None).get_task(name, **config)

@@ -37,6 +37,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture
+def plugin_host():
+    """A fresh plugin host (built-ins and installed plugins, loaded on first use) that is the
+    default host for this test: ``get_codec`` and friends read it, and whatever the test
+    registers into it, or caches through it, is gone afterwards."""
+    from npp_plugin.plugins import PluginHost, use_host
+
+    host = PluginHost()
+    with use_host(host):
+        yield host
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

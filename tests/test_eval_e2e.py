@@ -15,7 +15,7 @@ def _usable(name):
     if name not in available_codecs():
         return False
     try:
-        get_codec(name)._require_available()
+        get_codec(name).require_available()
     except NppError:
         return False
     return True

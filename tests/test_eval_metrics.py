@@ -17,6 +17,7 @@ from npp_plugin.evaluation.metrics import (
     ms_ssim,
     ms_ssim_window,
     psnr,
+    psnr_from_mse,
 )
 
 
@@ -38,6 +39,27 @@ def test_psnr_known_value_and_cap():
     x = torch.full((2, 3, 8, 8), 0.5)
     assert psnr(x, x + 0.1) == pytest.approx([20.0, 20.0], abs=1e-5)
     assert psnr(x, x).tolist() == [100.0, 100.0]
+
+
+def test_psnr_from_mse_is_the_one_formula():
+    """Assert the MSE form: a float gives a float, an array an array, 0 the cap, and psnr
+    per image equals it on each image's MSE."""
+    assert psnr_from_mse(0.01) == pytest.approx(20.0, abs=1e-12) and isinstance(psnr_from_mse(0.01), float)
+    assert psnr_from_mse(0.0) == 100.0 and psnr_from_mse(0.0, max_db=60.0) == pytest.approx(60.0)
+    assert psnr_from_mse(np.array([1e-4, 1.0])).tolist() == pytest.approx([40.0, 0.0])
+    x, y = images(seed=1), images(seed=2)
+    mse = ((x.double() - y.double()) ** 2).flatten(1).mean(1).numpy()
+    assert psnr(x, y).tolist() == psnr_from_mse(mse).tolist()
+
+
+def test_metrics_refuse_what_is_not_an_image_batch():
+    """Assert the shared (N, 3, H, W) check guards the metrics: channels, dtype, emptiness."""
+    with pytest.raises(ShapeError, match=r"psnr: expected a \(N, 3, H, W\)"):
+        psnr(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8))
+    with pytest.raises(InvalidArgumentError, match="dtype torch.uint8"):
+        psnr(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ShapeError, match="zero size"):
+        ms_ssim(torch.zeros(0, 3, 8, 8), torch.zeros(0, 3, 8, 8))
 
 
 def test_ms_ssim_identical_is_one_and_drops_with_noise():

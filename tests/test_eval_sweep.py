@@ -222,18 +222,9 @@ class _TestPlugin:
 
 
 @pytest.fixture
-def registered():
-    from npp_plugin import registry
-    from npp_plugin.plugins import get_plugin_manager
-
-    pm = get_plugin_manager()
-    pm.register(_TestPlugin, name="evaltest")
-    registry._reset()
-    try:
-        yield
-    finally:
-        pm.unregister(name="evaltest")
-        registry._reset()
+def registered(plugin_host):
+    plugin_host.register(_TestPlugin, name="evaltest")
+    return plugin_host
 
 
 def test_cli_runs_reports_and_resumes(registered, image_dir, tmp_path, capsys):

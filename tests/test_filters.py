@@ -8,8 +8,6 @@ import torch
 
 from npp_plugin.errors import InvalidArgumentError
 from npp_plugin.filters import BilateralFilter, GaussianBlur, GuidedFilter, gaussian_blur
-from npp_plugin.plugins import _new_manager, load_plugins
-from npp_plugin.registry import preprocessor_registry
 from tests.test_eval_fixtures import ZlibQuantCodec
 
 CODEC = ZlibQuantCodec()
@@ -26,13 +24,10 @@ def step_edge(size=32):
     return x
 
 
-def test_filters_are_registered_as_preprocessors():
+def test_filters_are_registered_as_preprocessors(plugin_host):
     """Assert the built-in 'filters' plugin registers the baselines under valid names."""
-    pm = _new_manager()
-    load_plugins(pm)
-    names = set(preprocessor_registry(pm).names())
-    assert {"blur05", "blur10", "blur15", "blur20", "gaussian", "bilateral", "guided"} <= names
-    reg = preprocessor_registry(pm)
+    reg = plugin_host.preprocessors
+    assert {"blur05", "blur10", "blur15", "blur20", "gaussian", "bilateral", "guided"} <= set(reg.names())
     assert reg.get("blur05")().get_config() == {"preprocessor": "gaussian", "sigma": 0.5}
     assert reg.owner("guided") == "filters"
 
@@ -117,12 +112,10 @@ def test_bad_configuration_raises(factory, kwargs, argument):
     assert factory.name in str(exc.value)
 
 
-def test_fixed_blur_refuses_options():
+def test_fixed_blur_refuses_options(plugin_host):
     """Assert 'blur10' takes no options and points to 'gaussian'."""
-    pm = _new_manager()
-    load_plugins(pm)
     with pytest.raises(InvalidArgumentError, match="gaussian"):
-        preprocessor_registry(pm).get("blur10")(sigma=3)
+        plugin_host.preprocessors.get("blur10")(sigma=3)
 
 
 def test_apply_uint8_roundtrip_shape():

@@ -53,14 +53,14 @@ def _codec(name: str) -> Codec:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    """No $NPP_WEIGHTS, no shipped weights, and a fresh preprocessor cache per test."""
+def _isolated(monkeypatch, tmp_path, plugin_host):
+    """No $NPP_WEIGHTS, no shipped weights, and a fresh plugin host (so a fresh preprocessor
+    cache) per test."""
     torch.set_num_threads(1)
     monkeypatch.delenv(W.ENV_VAR, raising=False)
     empty = tmp_path / "shipped"
     empty.mkdir()
     monkeypatch.setattr(W, "_shipped_dir", lambda: empty)
-    monkeypatch.setattr(registry, "_preprocessor_cache", {})
 
 
 def _weights(tmp_path, *, identity=False, config="tiny", name="w.npp.pt", seed=0):

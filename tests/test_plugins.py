@@ -16,7 +16,14 @@ import pytest
 import npp_plugin
 from npp_plugin import Codec, hookimpl
 from npp_plugin.errors import PluginError, UnknownCodecError
-from npp_plugin.plugins import PluginWarning, load_plugins, plugin_infos
+from npp_plugin.plugins import (
+    PluginHost,
+    PluginWarning,
+    default_host,
+    load_plugins,
+    plugin_infos,
+    use_host,
+)
 from npp_plugin.registry import Registry, codec_registry, preprocessor_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +43,12 @@ class _Toy(Codec):
         return data[:4] == b"TOY!"
 
 
-def _manager(*plugins):
-    pm = pluggy.PluginManager("npp_plugin")
-    from npp_plugin import hookspecs
-
-    pm.add_hookspecs(hookspecs)
-    pm._npp_infos = {}
-    from npp_plugin.plugins import PluginInfo
-
+def _host(*plugins) -> PluginHost:
+    """A host with only these (name, plugin) pairs: no built-ins, no entry points."""
+    host = PluginHost(builtins={}, entry_points=False)
     for name, plugin in plugins:
-        pm.register(plugin, name=name)
-        pm._npp_infos[name] = PluginInfo(name, name)
-    return pm
+        host.register(plugin, name=name)
+    return host
 
 
 class GoodPlugin:
@@ -85,29 +86,102 @@ def test_registry_add_raises_on_duplicate_names():
 
 
 def test_broken_plugins_are_reported_and_do_not_hide_others():
-    pm = _manager(("good", GoodPlugin()), ("raising", RaisingPlugin()), ("invalid", InvalidPlugin()),
-                  ("dup", DuplicatePlugin()))
+    host = _host(("good", GoodPlugin()), ("raising", RaisingPlugin()), ("invalid", InvalidPlugin()),
+                 ("dup", DuplicatePlugin()))
     with pytest.warns(PluginWarning):
-        reg = codec_registry(pm)
+        reg = host.codecs
     assert reg.names() == ["toy"]
     assert reg.owner("toy") == "good"
-    infos = pm._npp_infos
+    infos = host.plugin_infos()
     assert infos["good"].codecs == ["toy"] and not infos["good"].errors
     assert "RuntimeError: boom" in infos["raising"].errors[0]
     assert "expects a Codec subclass" in infos["invalid"].errors[0]
     assert "duplicate codec name 'toy'" in infos["dup"].errors[0]
 
 
-def test_plugin_failing_to_import_is_recorded(monkeypatch):
-    from npp_plugin import plugins
-
-    monkeypatch.setattr(plugins, "DEFAULT_PLUGINS", {"ghost": "npp_plugin.no_such_module"})
-    monkeypatch.setenv("NPP_DISABLE_PLUGIN_AUTOLOAD", "1")
-    pm = pluggy.PluginManager("npp_plugin")
+def test_plugin_failing_to_import_is_recorded():
+    host = PluginHost(builtins={"ghost": "npp_plugin.no_such_module", "bpg": "npp_plugin.codecs.bpg"},
+                      entry_points=False)
     with pytest.warns(PluginWarning, match="ghost.*failed to import"):
-        load_plugins(pm)
-    info = plugin_infos(pm)["ghost"]
-    assert "ModuleNotFoundError" in info.errors[0]
+        host.load()
+    infos = host.plugin_infos()
+    assert "ModuleNotFoundError" in infos["ghost"].errors[0]
+    assert host.codecs.names() == ["bpg"] and infos["bpg"].codecs == ["bpg"]
+    # collecting the registries again (after a change of plugins) neither repeats nor loses the error
+    host.register(GoodPlugin(), name="good")
+    assert host.codecs.names() == ["bpg", "toy"]
+    assert len(host.plugin_infos()["ghost"].errors) == 1 and host.plugin_infos()["bpg"].codecs == ["bpg"]
+
+
+def test_register_after_use_rebuilds_and_unregister_removes():
+    """Assert a plugin added to a host in use shows up at once, and goes with unregister."""
+    host = _host()
+    assert host.codecs.names() == []
+    assert host.register(GoodPlugin(), name="good") == "good"
+    assert host.get_codec("toy") == _Toy()
+    assert host.plugin_infos()["good"].codecs == ["toy"]
+    host.unregister("good")
+    assert host.codecs.names() == [] and "good" not in host.plugin_infos()
+    with pytest.raises(UnknownCodecError, match="unknown codec 'toy'"):
+        host.get_codec("toy")
+
+
+def test_reset_forgets_plugins_registries_and_cached_preprocessors():
+    """Assert one reset clears everything the host holds, and the next use loads afresh."""
+
+    class Counting:
+        made = 0
+
+        @hookimpl
+        def npp_register_preprocessors(self, register):
+            def factory(**config):
+                Counting.made += 1
+                return object()
+
+            register("counted", factory)
+
+    host = PluginHost(builtins={"bpg": "npp_plugin.codecs.bpg"}, entry_points=False)
+    host.register(Counting(), name="counting")
+    first = host.get_preprocessor("counted")
+    assert host.get_preprocessor("counted") is first and Counting.made == 1  # cached per config
+    old_manager = host.manager
+    host.reset()
+    assert host.manager is not old_manager
+    assert set(host.plugin_infos()) == {"bpg"} and host.preprocessors.names() == []
+    assert host.codecs.names() == ["bpg"]
+
+
+def test_nothing_is_stored_on_the_pluggy_manager():
+    """Assert the host keeps its records beside pluggy's manager, not as attributes on it."""
+    fresh = vars(pluggy.PluginManager("npp_plugin")).keys()
+    host = _host(("good", GoodPlugin()))
+    host.plugin_infos()
+    assert vars(host.manager).keys() == fresh
+
+
+def test_the_fixture_host_is_the_default_and_isolated(plugin_host):
+    """Assert the conftest host is what get_codec reads, and what a test adds stays there."""
+    assert default_host() is plugin_host
+    plugin_host.register(GoodPlugin(), name="good")
+    assert npp_plugin.get_codec("toy") == _Toy()
+    assert "jpeg" in npp_plugin.available_codecs()  # built-ins and installed plugins as usual
+    with use_host(PluginHost(builtins={}, entry_points=False)):
+        assert npp_plugin.available_codecs() == []
+    assert default_host() is plugin_host
+
+
+def test_a_bare_pluggy_manager_still_works_with_a_deprecation_warning():
+    """Assert the 0.1.0 calls on a pluggy manager (load_plugins(pm), codec_registry(pm),
+    plugin_infos(pm)) keep working for one release."""
+    pm = pluggy.PluginManager("npp_plugin")
+    assert load_plugins(pm) is pm
+    pm.register(GoodPlugin(), name="good")  # behind the host's back: found on the next build
+    with pytest.warns(DeprecationWarning, match="PluginHost"):
+        reg = codec_registry(pm)
+    assert reg.owner("bpg") == "bpg"
+    with pytest.warns(DeprecationWarning):
+        assert codec_registry(pm=pm).names() == reg.names()
+    assert plugin_infos(pm)["bpg"].builtin
 
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:

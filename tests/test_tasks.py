@@ -49,10 +49,8 @@ def test_builtin_tasks_registered():
         get_task("no_such_task")
 
 
-def test_user_can_register_a_task():
-    """Assert a third-party plugin's task shows up next to the built-ins in its manager."""
-    from npp_plugin import plugins, registry
-
+def test_user_can_register_a_task(plugin_host):
+    """Assert a third-party plugin's task shows up next to the built-ins in its host."""
     class Mine(Task):
         name = "mine"
         kind = "classification"
@@ -71,9 +69,8 @@ def test_user_can_register_a_task():
         def npp_register_tasks(self, register):
             register("mine", Mine)
 
-    pm = plugins.load_plugins(plugins._new_manager())
-    pm.register(Plugin(), name="mine-plugin")
-    reg = registry.task_registry(pm)
+    plugin_host.register(Plugin(), name="mine-plugin")
+    reg = plugin_host.tasks
     assert "mine" in reg and "mobilenet_v2" in reg
     task = reg.get("mine")()
     x = torch.rand(2, 3, 8, 8)

@@ -87,7 +87,7 @@ class HeifCodec(Codec):
     def info(self, data: bytes, /) -> dict:
         import pillow_heif
 
-        data = self._validate_data(data)
+        data = self.validate_data(data)
         try:
             heif = pillow_heif.open_heif(io.BytesIO(data))
         except Exception as exc:

@@ -60,7 +60,7 @@ class JpegCodec(Codec):
 
     def quant_step(self, qp: int) -> float:
         """Mean AC step of the IJG luma table at this QP's quality (libjpeg's scaling)."""
-        quality = qp_to_quality(self._validate_qp(qp))
+        quality = qp_to_quality(self.validate_qp(qp))
         scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
         steps = [min(255.0, max(1.0, (t * scale + 50.0) // 100.0)) for t in _IJG_LUMA[1:]]
         return float(sum(steps) / len(steps))
@@ -98,7 +98,7 @@ class JpegCodec(Codec):
     def info(self, data: bytes, /) -> dict:
         from PIL import JpegImagePlugin
 
-        data = self._validate_data(data)
+        data = self.validate_data(data)
         try:
             with JpegImagePlugin.JpegImageFile(io.BytesIO(data)) as im:  # header only
                 sub = {0: "444", 1: "422", 2: "420"}.get(_subsampling(im))

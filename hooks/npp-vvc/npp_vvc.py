@@ -71,9 +71,9 @@ class VvcCodec(Codec):
 
         return f"ffmpeg {imageio_ffmpeg.get_ffmpeg_version()} libvvenc; {dec}"
 
-    def _check_dims(self, rgb: np.ndarray) -> None:
-        super()._check_dims(rgb)
-        h, w = rgb.shape[:2]
+    def validate_size(self, *, width: int, height: int) -> None:
+        super().validate_size(width=width, height=height)
+        w, h = width, height
         if h % 2 or w % 2 or h < MIN_SIZE or w < MIN_SIZE:
             msg = f"{self.name}: image {w}x{h} not supported; 4:2:0 VVC here needs even width and height >= {MIN_SIZE}"
             raise InvalidArgumentError(msg, codec=self.name, argument="image", allowed=f"even sizes >= {MIN_SIZE}")

@@ -293,8 +293,8 @@ class BpgCodec(Codec):
         Raises:
             CorruptStreamError: not a BPG file, or a truncated/invalid header.
         """
-        data = self._validate_data(data)
-        self._require_available()
+        data = self.validate_data(data)
+        self.require_available()
         info = self._get_info(data, action="info")
         tags = [
             _EXTENSION_TAGS.get(t, f"tag{t}") for t in range(32) if info.extension_tags >> t & 1

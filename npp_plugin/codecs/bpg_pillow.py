@@ -16,19 +16,15 @@ from typing import IO, Any
 
 from PIL import Image, ImageFile
 
+from .bpg import BpgCodec
+
 __all__ = ["BpgImageFile", "register"]
 
 FORMAT = "BPG"
 DEFAULT_QP = 29  # bpgenc -q default
 
 
-def _accept(prefix: bytes) -> bool:
-    return prefix[:4] == b"BPG\xfb"
-
-
-def _codec(**options: Any):
-    from .bpg import BpgCodec
-
+def _codec(**options: Any) -> BpgCodec:
     return BpgCodec(**options)
 
 
@@ -57,8 +53,6 @@ class BpgImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    from .bpg import BpgCodec
-
     opts = {k: v for k, v in im.encoderinfo.items() if k in BpgCodec.params}
     qp = im.encoderinfo.get("qp", DEFAULT_QP)
     if im.mode == "L":
@@ -72,7 +66,8 @@ def register() -> None:
 
     Idempotent; called by :func:`npp_plugin.register_bpg_opener`.
     """
-    Image.register_open(FORMAT, BpgImageFile, _accept)
+    # magic bytes, extension and MIME type are the codec's (one place: codecs/bpg.py)
+    Image.register_open(FORMAT, BpgImageFile, BpgCodec.check)
     Image.register_save(FORMAT, _save)
-    Image.register_extension(FORMAT, ".bpg")
-    Image.register_mime(FORMAT, "image/bpg")
+    Image.register_extensions(FORMAT, list(BpgCodec.extensions))
+    Image.register_mime(FORMAT, BpgCodec.mime)

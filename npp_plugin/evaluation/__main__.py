@@ -66,7 +66,7 @@ def _codecs(text: str) -> dict:
     for spec in _split(text):
         name, cfg = parse_spec(spec)
         codec = get_codec(name, **cfg)
-        codec._require_available()
+        codec.require_available()
         out[spec] = codec
     return out
 

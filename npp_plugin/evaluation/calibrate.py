@@ -110,7 +110,7 @@ def calibrate(
     """
     import torch
 
-    grid = [codec._validate_qp(q) for q in (grid or default_grid(codec))]
+    grid = [codec.validate_qp(q) for q in (grid or default_grid(codec))]
     subset = select_evenly(images, max_images)
     spec = SweepSpec({}, {}, {"t": task}, {}, labels=labels)
     sums = np.zeros(len(grid))

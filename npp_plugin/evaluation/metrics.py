@@ -15,7 +15,17 @@ from ..errors import InvalidArgumentError, ShapeError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["FIDELITY_METRICS", "bpp", "fidelity", "fsim", "kl_divergence", "ms_ssim", "ms_ssim_window", "psnr"]
+__all__ = [
+    "FIDELITY_METRICS",
+    "bpp",
+    "fidelity",
+    "fsim",
+    "kl_divergence",
+    "ms_ssim",
+    "ms_ssim_window",
+    "psnr",
+    "psnr_from_mse",
+]
 
 #: Names accepted by :func:`fidelity` (and ``npp eval --metrics``).
 FIDELITY_METRICS = ("psnr", "ms_ssim", "fsim")
@@ -30,20 +40,30 @@ def bpp(nbytes: int | np.ndarray, height: int, width: int) -> np.ndarray | float
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
-    if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
+    from ..images import check_image_batch
+
+    check_image_batch(x, who=what, values=False)
+    check_image_batch(y, who=what, values=False)
+    if x.shape != y.shape:
         msg = f"{what}: expected two (N, 3, H, W) tensors of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}"
         raise ShapeError(msg, actual_shape=tuple(y.shape), expected_shape="(N, 3, H, W) twice")
 
 
+def psnr_from_mse(mse: float | np.ndarray, *, max_db: float = 100.0) -> float | np.ndarray:
+    """PSNR in dB, peak 1.0, of mean squared errors (a float, or an array of them, one per
+    image); an MSE of 0 gives ``max_db`` (a finite cap keeps means and JSON finite). The
+    one PSNR formula of the package: :func:`psnr`, training and the proxies' reports use it."""
+    floor = 10.0 ** (-max_db / 10.0)
+    out = -10.0 * np.log10(np.maximum(np.asarray(mse, dtype=np.float64), floor))
+    return float(out) if out.ndim == 0 else out
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor, *, max_db: float = 100.0) -> np.ndarray:
     """PSNR in dB per image over all RGB samples, peak 1.0; identical images give ``max_db``
-    (a finite cap keeps means and JSON finite)."""
-    import torch
-
+    (see :func:`psnr_from_mse`)."""
     _check_pair(x, y, "psnr")
     mse = ((x.double() - y.double()) ** 2).flatten(1).mean(1)
-    out = 10.0 * torch.log10(1.0 / mse.clamp_min(10.0 ** (-max_db / 10.0)))
-    return out.cpu().numpy()
+    return psnr_from_mse(mse.cpu().numpy(), max_db=max_db)
 
 
 def ms_ssim_window(height: int, width: int) -> int | None:

@@ -95,7 +95,7 @@ class SweepSpec:
                 raise InvalidArgumentError(msg, codec=label, argument="qps", allowed=codec.qp_range)
             for t in self.task_labels(self.tasks):
                 for qp in per_task.get(t, ()):
-                    codec._validate_qp(qp)
+                    codec.validate_qp(qp)
         unknown = [m for m in self.metrics if m not in FIDELITY_METRICS]
         if unknown:
             msg = f"evaluation: unknown metric {unknown[0]!r}; choose from {', '.join(FIDELITY_METRICS)}"

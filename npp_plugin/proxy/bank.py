@@ -6,14 +6,13 @@ file is written atomically.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import WeightsError
-from ..fileio import atomic_write_bytes, load_tagged
+from ..fileio import load_tagged, save_tagged
 from .model import ProxyCodec
 
 __all__ = ["FORMAT", "load_proxies", "save_proxies"]
@@ -24,15 +23,12 @@ FORMAT = "npp-proxy/1"
 def save_proxies(path: str | Path, proxies: dict[int, ProxyCodec]) -> Path:
     """Write ``{qp: proxy}`` to ``path`` (atomically)."""
     blob = {
-        "format": FORMAT,
         "proxies": {
             str(int(qp)): {"config": p.get_config(), "meta": dict(p.meta), "state": p.state_dict()}
             for qp, p in sorted(proxies.items())
         },
     }
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_tagged(path, FORMAT, blob)
 
 
 def load_proxies(path: str | Path, *, device: str | torch.device = "cpu") -> dict[int, ProxyCodec]:

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InvalidArgumentError, ShapeError
+from ..errors import InvalidArgumentError
+from ..images import check_image_batch
 
 __all__ = ["ARCHS", "ProxyCodec", "proxy_codec"]
 
@@ -72,10 +73,7 @@ class ProxyCodec(nn.Module):
         return f"arch={self.arch!r}, N={self.N}, M={self.M}, meta={self.meta!r}"
 
     def forward(self, x: Tensor) -> dict[str, Any]:
-        if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if torch.is_tensor(x) else ()
-            msg = f"proxy: expected a (B, 3, H, W) float tensor, got shape {shape}"
-            raise ShapeError(msg, actual_shape=shape, expected_shape="(B, 3, H, W)", argument="x")
+        check_image_batch(x, who="proxy", values=False)
         h, w = x.shape[-2:]
         ph, pw = (-h) % _MULTIPLE, (-w) % _MULTIPLE
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x

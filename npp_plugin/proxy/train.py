@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -18,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidArgumentError
+from ..evaluation.metrics import psnr_from_mse
 from .model import ProxyCodec
 
-__all__ = ["Resume", "compare_with_codec", "finetune_to_codec", "overhead_bits", "pretrain_rd", "psnr", "rd_loss"]
+__all__ = ["Resume", "compare_with_codec", "finetune_to_codec", "overhead_bits", "pretrain_rd", "rd_loss"]
 
 
 def rd_loss(out: dict, target: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
@@ -32,8 +34,11 @@ def rd_loss(out: dict, target: torch.Tensor, lmbda: float) -> dict[str, torch.Te
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(F.mse_loss(a.float(), b.float()))
-    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+    """Deprecated (goes in the next release): PSNR of the MSE over the whole batch; use
+    :func:`npp_plugin.evaluation.metrics.psnr` (per image) or ``psnr_from_mse``."""
+    msg = "npp_plugin.proxy.train.psnr is deprecated; use npp_plugin.evaluation.metrics.psnr_from_mse"
+    warnings.warn(msg, DeprecationWarning, stacklevel=2)
+    return psnr_from_mse(float(F.mse_loss(a.float(), b.float())))
 
 
 def _optimizers(proxy: ProxyCodec, lr: float, aux_lr: float):
@@ -87,7 +92,7 @@ def pretrain_rd(
         terms = rd_loss(proxy(x), x, lmbda)
         aux = _step(proxy, opt, aux_opt, terms["loss"])
         rec = {"step": step, "loss": terms["loss"].item(), "bpp": terms["bpp_loss"].item(),
-               "psnr": -10 * math.log10(max(terms["mse_loss"].item(), 1e-12)), "aux": aux}
+               "psnr": psnr_from_mse(terms["mse_loss"].item()), "aux": aux}
         history.append(rec)
         if callback is not None:
             callback(step, rec)
@@ -197,7 +202,7 @@ def finetune_to_codec(
             lmbda = float(min(1.0, max(1e-4, lmbda * math.exp(-rate_gain * math.log(bpp_proxy / payload)))))
         rec = {"step": step, "loss": terms["loss"].item(), "bpp_proxy": bpp_proxy, "bpp_codec": bpp_real,
                "bpp_codec_payload": payload,
-               "psnr_vs_codec": -10 * math.log10(max(terms["mse_loss"].item(), 1e-12)), "lmbda": lmbda, "aux": aux}
+               "psnr_vs_codec": psnr_from_mse(terms["mse_loss"].item()), "lmbda": lmbda, "aux": aux}
         history.append(rec)
         if callback is not None:
             callback(step, rec)
@@ -250,7 +255,7 @@ def compare_with_codec(
         pixels = acc["px"] / 3
 
         def db(se: float, px: float = acc["px"]) -> float:
-            return 10 * math.log10(1.0 / max(se / px, 1e-12))
+            return psnr_from_mse(se / px)
 
         rows.append({"qp": qp, "bpp_codec": acc["bits_c"] / pixels, "bpp_proxy": acc["bits_p"] / pixels,
                      "psnr_codec": db(acc["se_c"]), "psnr_proxy": db(acc["se_p"]),
@@ -272,27 +277,18 @@ def _bd_psnr(rows: list[dict], anchor: str) -> float | None:
 
 
 def _bd(rows: list[dict], anchor: str, measure: str) -> float | None:
-    """``bjontegaard.bd_rate`` / ``bd_psnr`` of the proxy's curve against the codec's."""
+    """BD-rate / BD-PSNR (:mod:`npp_plugin.evaluation.bdrate`, akima) of the proxy's curve
+    against the codec's; None with fewer than 4 QPs, without ``bjontegaard``, or where the
+    curves do not overlap (a proxy still far from the codec)."""
     if len(rows) < 4:
         return None
     try:
-        import bjontegaard as bd
+        import bjontegaard  # noqa: F401  (the eval extra; the gap report works without it)
     except ImportError:
         return None
-    rc = [r[anchor] for r in rows]
-    dc = [r["psnr_codec"] for r in rows]
-    rp = [r["bpp_proxy"] for r in rows]
-    dp = [r["psnr_proxy"] for r in rows]
-    order_c = sorted(range(len(rc)), key=lambda i: rc[i])
-    order_p = sorted(range(len(rp)), key=lambda i: rp[i])
-    import warnings
+    from ..evaluation.bdrate import bd_quality, bd_rate
 
-    try:
-        with warnings.catch_warnings():  # "curves do not overlap": reported as None below
-            warnings.simplefilter("ignore", UserWarning)
-            value = float(getattr(bd, measure)([rc[i] for i in order_c], [dc[i] for i in order_c],
-                                               [rp[i] for i in order_p], [dp[i] for i in order_p], method="akima"))
-    except Exception:  # non-monotone curves from a short fine-tune
-        return None
-    # NaN when the ranges do not overlap (a proxy still far from the codec)
+    fn = bd_rate if measure == "bd_rate" else bd_quality
+    value, _notes = fn([r[anchor] for r in rows], [r["psnr_codec"] for r in rows],
+                       [r["bpp_proxy"] for r in rows], [r["psnr_proxy"] for r in rows], method="akima")
     return value if math.isfinite(value) else None

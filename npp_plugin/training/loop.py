@@ -378,7 +378,7 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
     codec, task = _components(cfg, device)
     qps = cfg.qps_used()
     for q in qps:
-        codec._validate_qp(q)
+        codec.validate_qp(q)
     analytic = cfg.surrogate != "proxy"
     proxies = {} if analytic else load_proxies(cfg.proxies_path(), device=device)
     missing = [] if analytic else [q for q in qps if q not in proxies]

@@ -37,7 +37,7 @@ def _codec(name):
         pytest.skip(f"{name} not installed")
     try:
         codec = get_codec(name)
-        codec._require_available()
+        codec.require_available()
     except NppError as exc:
         pytest.skip(str(exc))
     return codec

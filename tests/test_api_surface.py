@@ -1,0 +1,135 @@
+"""The public API, listed (kornia's ``test_api_surface.py`` pattern).
+
+Removing or renaming a public name breaks users, so it must be a deliberate edit here, next to
+a deprecation alias; adding one is a decision too. Each list is what the module's ``__all__``
+says; the ``Codec`` list is the contract plugins build on (``npp_plugin/codec.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+
+import pytest
+
+import npp_plugin
+from npp_plugin import Codec
+
+PUBLIC = {
+    "npp_plugin": [
+        "Codec", "NppError", "Param", "Preprocessor", "__version__", "available_codecs",
+        "available_preprocessors", "available_tasks", "codec_for_data", "get_codec",
+        "get_preprocessor", "get_task", "hookimpl", "register_bpg_opener",
+    ],
+    "npp_plugin.codec": ["Codec", "Param", "default_workers"],
+    "npp_plugin.errors": [
+        "CodecError", "CodecUnavailableError", "CorruptStreamError", "InvalidArgumentError",
+        "NativeLibraryError", "NppError", "PluginError", "ShapeError", "UnknownCodecError",
+        "UnknownPreprocessorError", "UnknownTaskError", "WeightsError",
+    ],
+    "npp_plugin.fileio": ["atomic_write_bytes", "load_tagged", "save_tagged"],
+    "npp_plugin.hookspecs": [
+        "PROJECT", "hookimpl", "hookspec", "npp_register_codecs", "npp_register_preprocessors",
+        "npp_register_tasks",
+    ],
+    "npp_plugin.images": [
+        "check_image_batch", "is_tensor", "tensor_batch_to_uint8", "to_uint8_rgb", "uint8_to_tensor_batch",
+    ],
+    "npp_plugin.plugins": [
+        "DEFAULT_PLUGINS", "PluginHost", "PluginInfo", "PluginWarning", "default_host",
+        "get_plugin_manager", "load_plugins", "plugin_infos", "reset", "use_host",
+    ],
+    "npp_plugin.registry": [
+        "Registry", "available_codecs", "available_preprocessors", "available_tasks",
+        "codec_registry", "get_codec", "get_preprocessor", "get_task", "load_all_registries",
+        "preprocessor_registry", "task_registry",
+    ],
+}
+
+#: What a plugin's codec class gets from ``Codec`` (methods and class attributes).
+CODEC_CONTRACT = [
+    "check", "decode", "description", "encode", "encode_batch", "extensions", "from_config",
+    "get_config", "info", "is_available", "max_size", "mime", "name", "normalized_qp", "params",
+    "qp_norm_range", "qp_range", "quant_step", "require_available", "roundtrip",
+    "unavailable_reason", "validate_data", "validate_qp", "validate_size", "version",
+]
+
+#: Deprecated spellings kept for one release (removing them is the next release's edit).
+DEPRECATED_CODEC = ["_check_dims", "_require_available", "_validate_data", "_validate_qp"]
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_all_lists_exactly_the_public_names(module):
+    """Assert ``__all__`` is the listed names and each one resolves."""
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(PUBLIC[module])
+    missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+    assert not missing, f"{module}.__all__ names what it does not define: {missing}"
+
+
+def test_the_package_exposes_nothing_else():
+    """Assert every public attribute of ``npp_plugin`` is in ``__all__`` or a submodule."""
+    extra = [
+        n for n, v in vars(npp_plugin).items()
+        if not n.startswith("_") and n not in npp_plugin.__all__
+        and not isinstance(v, types.ModuleType) and n != "annotations"  # from __future__
+    ]
+    assert not extra, f"public but not in npp_plugin.__all__: {extra}"
+
+
+def test_the_codec_contract():
+    """Assert the public members of ``Codec`` are the documented contract, each documented."""
+    public = sorted(n for n in dir(Codec) if not n.startswith("_"))
+    assert public == sorted(CODEC_CONTRACT)
+    for name in CODEC_CONTRACT:
+        member = inspect.getattr_static(Codec, name)
+        if callable(member) or isinstance(member, (classmethod, staticmethod)):
+            assert inspect.getdoc(getattr(Codec, name)), f"Codec.{name} has no docstring"
+    for name in DEPRECATED_CODEC:
+        assert callable(getattr(Codec, name))
+
+
+def test_deprecated_codec_spellings_warn_and_agree():
+    """Assert the 0.1.0 spellings still work, each with a DeprecationWarning naming its
+    replacement, and give what the public method gives."""
+    from tests.test_eval_fixtures import ZlibQuantCodec
+
+    codec = ZlibQuantCodec()
+    data = codec.encode(__import__("numpy").zeros((8, 8, 3), "uint8"), qp=12)
+    with pytest.warns(DeprecationWarning, match="use Codec.validate_qp"):
+        assert codec._validate_qp(30) == codec.validate_qp(30) == 30
+    with pytest.warns(DeprecationWarning, match="use Codec.validate_data"):
+        assert codec._validate_data(bytearray(data)) == codec.validate_data(data) == data
+    with pytest.warns(DeprecationWarning, match="use Codec.require_available"):
+        codec._require_available()
+
+
+def test_a_legacy_check_dims_override_keeps_its_rule():
+    """Assert a plugin that still overrides ``_check_dims(rgb)`` is warned at class creation
+    and its rule still applies to ``encode`` and ``roundtrip``, after the base rule."""
+    import numpy as np
+    import torch
+
+    from npp_plugin.errors import InvalidArgumentError
+    from tests.test_eval_fixtures import ZlibQuantCodec
+
+    with pytest.warns(DeprecationWarning, match="override validate_size"):
+
+        class Legacy(ZlibQuantCodec):
+            max_size = 64
+
+            def _check_dims(self, rgb):
+                super()._check_dims(rgb)
+                if rgb.shape[1] % 2:
+                    msg = f"odd width {rgb.shape[1]}"
+                    raise InvalidArgumentError(msg, argument="image")
+
+    codec = Legacy()
+    assert codec.decode(codec.encode(np.zeros((4, 6, 3), np.uint8), qp=10)).shape == (4, 6, 3)
+    with pytest.raises(InvalidArgumentError, match="odd width 5"):
+        codec.encode(np.zeros((4, 5, 3), np.uint8), qp=10)
+    with pytest.raises(InvalidArgumentError, match="odd width 5"):
+        codec.roundtrip(torch.zeros(1, 3, 4, 5), qp=10)
+    with pytest.raises(InvalidArgumentError, match="larger than the format allows"):
+        codec.validate_size(width=66, height=4)
