@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "Crop", "builtin_photos", "fixed_crops", "image_files", "load_rgb", "split_files"]
+__all__ = ["IMAGE_SUFFIXES", "Crop", "builtin_photos", "fixed_crops", "image_files", "load_rgb", "scene_name",
+           "split_files"]
 
 #: File suffixes read as images from user folders.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
@@ -93,7 +94,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
-def _scene(p: Path) -> str:
+def scene_name(p: Path) -> str:
+    """The scene a photo shows (stereo pairs and series share one), for splits by scene."""
     # Stereo pairs and series (aloeL/aloeR, leuvenA/B, graf1/graf3, motorcycle_left/right)
     # show one scene: keep each scene on one side of the split.
     return re.sub(r"(_?(left|right)|[LRAB]|[0-9]+)$", "", p.stem)
@@ -104,7 +106,7 @@ def split_files(files: Sequence[Path], *, val_fraction: float = 0.25) -> tuple[l
     photos of one scene (a stereo pair, a series) stay together."""
 
     def bucket(p: Path) -> float:
-        h = hashlib.sha256(_scene(p).encode()).digest()
+        h = hashlib.sha256(scene_name(p).encode()).digest()
         return int.from_bytes(h[:4], "big") / 2**32
 
     train = [p for p in files if bucket(p) >= val_fraction]

@@ -22,11 +22,15 @@ PUBLIC = {
         "available_preprocessors", "available_tasks", "codec_for_data", "get_codec",
         "get_preprocessor", "get_task", "hookimpl", "register_bpg_opener",
     ],
-    "npp_plugin.codec": ["Codec", "Param", "default_workers"],
+    "npp_plugin.codec": [
+        "Codec", "DEFAULT_PIXEL_LIMIT", "HeaderSize", "PIXEL_LIMIT", "PIXEL_LIMIT_ENV", "Param",
+        "default_workers", "pixel_limit_in_force",
+    ],
     "npp_plugin.errors": [
         "CodecError", "CodecUnavailableError", "CorruptStreamError", "InvalidArgumentError",
-        "NativeLibraryError", "NppError", "PluginError", "ShapeError", "UnknownCodecError",
-        "UnknownPreprocessorError", "UnknownTaskError", "WeightsError",
+        "NativeLibraryError", "NppError", "PixelLimitError", "PixelLimitWarning", "PluginError",
+        "ShapeError", "TaskUnavailableError", "UnknownCodecError", "UnknownPreprocessorError",
+        "UnknownTaskError", "WeightsError",
     ],
     "npp_plugin.fileio": ["atomic_write_bytes", "load_tagged", "save_tagged"],
     "npp_plugin.hookspecs": [

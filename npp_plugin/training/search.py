@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import math
 import sys
@@ -57,12 +58,12 @@ DEFAULT_QPS = (28, 31, 34, 37, 41)
 def builtin_dev_split(dev_fraction: float = 0.25) -> tuple[list[Path], list[Path]]:
     """The training photos split again, by scene, into fit and development photos (the
     validation photos stay untouched for the final report)."""
-    from ..datasets import _scene
+    from ..datasets import scene_name
 
     files = BuiltinPhotos("train").files
 
     def bucket(p: Path) -> float:
-        h = hashlib.sha256(f"dev:{_scene(p)}".encode()).digest()
+        h = hashlib.sha256(f"dev:{scene_name(p)}".encode()).digest()
         return int.from_bytes(h[:4], "big") / 2**32
 
     fit = [p for p in files if bucket(p) >= dev_fraction]
@@ -490,7 +491,9 @@ def _main_npp(args, out, table, codec, task, fit_c, dev_c, lambdas, prov, log, s
     result = {"params": net.describe(), "per_qp": state["done"], "provenance": prov,
               "blur_table": table["path"], "generations": args.generations, "popsize": args.popsize}
     atomic_write_bytes(out / "search-npp.json", json.dumps(result, indent=2).encode())
-    torch.save({"config": net.get_config(), "theta": net.theta.detach().clone()}, out / "search-npp-theta.pt")
+    buf = io.BytesIO()
+    torch.save({"config": net.get_config(), "theta": net.theta.detach().clone()}, buf)
+    atomic_write_bytes(out / "search-npp-theta.pt", buf.getvalue())
     print(json.dumps({q: r["params"] for q, r in state["done"].items()}))  # noqa: T201
     return 0
 
