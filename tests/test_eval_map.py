@@ -156,9 +156,12 @@ def test_transfer_cells_say_when_there_are_too_few_images():
     bd = {"plain": [{"task": "pose", "metric": "score", "codec": "bpg", "variant": "npp", **wide},
                     {"task": "cls", "metric": "score", "codec": "bpg", "variant": "npp", **ok},
                     {"task": "cls", "metric": "kl", "codec": "bpg", "variant": "npp", **ok}],
-          "blur05": [{"task": "cls", "metric": "score", "codec": "bpg", "variant": "npp", **ok}]}
+          "blur05": [{"task": "cls", "metric": "score", "codec": "bpg", "variant": "npp", **ok},
+                     {"task": "cls", "metric": "score", "codec": "bpg", "variant": "plain", **ok}]}
     rows = transfer_rows(bd, {"pose": "pose", "cls": "classification"})
-    assert [(r["task"], r["measure"]) for r in rows] == [("cls", "top-1 agreement"), ("pose", "OKS")]
+    # plain against blur05 (an earlier anchor against a later one) is left out
+    assert [(r["task"], r["measure"], r["variant"]) for r in rows] == [
+        ("cls", "top-1 agreement", "npp"), ("pose", "OKS", "npp")]
     text = transfer_table(rows, ["plain", "blur05"])
     assert "| cls | top-1 agreement | bpg | npp | 600 | -12.3 % [-18.0, -6.5] | -12.3 % [-18.0, -6.5] |" in text
     assert "| pose | OKS | bpg | npp | 40 | too few usable images (40)" in text

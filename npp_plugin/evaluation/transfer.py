@@ -76,6 +76,9 @@ def transfer_rows(
 ) -> list[dict[str, Any]]:
     """The table as dicts: task, kind, metric, codec, variant, images, and per anchor the
     BD-rate entry's value, interval and cell text (``None`` entries where not computed).
+    With anchors ``plain, blur_tuned`` the rows are ``blur_tuned`` (against plain) and the
+    other variants (against both); ``plain`` against ``blur_tuned`` would only repeat the
+    first row inverted.
 
     Args:
         bd_by_anchor: anchor label → BD-rate entries (:func:`~.results.bd_table`).
@@ -83,9 +86,12 @@ def transfer_rows(
         labels: the classifiers were scored against class labels.
     """
     index: dict[tuple, dict[str, Mapping[str, Any]]] = {}
-    for anchor, entries in bd_by_anchor.items():
+    order_of = {a.split("/")[-1]: i for i, a in enumerate(bd_by_anchor)}
+    for j, (anchor, entries) in enumerate(bd_by_anchor.items()):
         for e in entries:
-            if e["metric"] in TABLE_METRICS and e["task"] in kinds:
+            # an earlier anchor against a later one is the inverse of a row already there
+            earlier = order_of.get(e["variant"], len(order_of)) < j
+            if e["metric"] in TABLE_METRICS and e["task"] in kinds and not earlier:
                 index.setdefault((e["task"], e["metric"], e["codec"], e["variant"]), {})[anchor] = e
     order = {m: i for i, m in enumerate(TABLE_METRICS)}
     rows = []
