@@ -358,7 +358,9 @@ static int encode_planes(npp_bpg_encoder *e, bpg_plane planes[3], int qp, stream
     for (int k = 0; k < nplanes; k++) {
         bpg_plane *pl = &planes[k];
         if (B == 8) {
-            uint8_t *q = malloc((size_t)pl->w * pl->h);
+            uint8_t *q = malloc((size_t)pl->w * pl->h + BPG_X265_INPUT_SLACK);
+            if (q)
+                memset(q + (size_t)pl->w * pl->h, 0, BPG_X265_INPUT_SLACK);
             if (!q) {
                 rc = bpg_fail(errmsg, NPP_BPG_ERR_NOMEM, "bpg: out of memory");
                 goto out;

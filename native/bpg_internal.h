@@ -22,6 +22,10 @@
  * npp_bpg_decode). */
 #define BPG_MAX_DIM 65535
 #define BPG_MIN_CB 8 /* bpgenc's (and our) minimum coding block / padding unit */
+/* Bytes allocated (zeroed) past the end of every plane handed to x265: its SIMD input copy
+ * reads whole vectors, past the last row's end (a SEGV when the plane ended at a page
+ * boundary; found by fuzz_encode). */
+#define BPG_X265_INPUT_SLACK 256
 
 /* ---- errors --------------------------------------------------------------------- */
 

@@ -253,9 +253,11 @@ int bpg_prepare_planes(const uint8_t *pixels, int width, int height, int channel
         planes[k].w = k ? cwp : W8;
         planes[k].h = k ? chp : H8;
         planes[k].stride = planes[k].w;
-        planes[k].p = malloc(sizeof(uint16_t) * (size_t)planes[k].w * planes[k].h);
+        const size_t bytes = sizeof(uint16_t) * (size_t)planes[k].w * planes[k].h;
+        planes[k].p = malloc(bytes + BPG_X265_INPUT_SLACK); /* these planes go to x265 */
         if (!planes[k].p)
             goto fail;
+        memset((uint8_t *)planes[k].p + bytes, 0, BPG_X265_INPUT_SLACK);
     }
     int subsampled = !gray_out && pixel_format != NPP_BPG_FORMAT_444;
     if (subsampled)

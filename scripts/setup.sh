@@ -9,9 +9,10 @@ VENV=${NPP_VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-# clang + libclang-rt-dev: the libFuzzer harnesses of native/ (tests/test_native_fuzz.py)
+# clang + libclang-rt-dev: the libFuzzer harnesses of native/ (tests/test_native_fuzz.py);
+# electric-fence: guard pages behind the planes x265 reads (tests/test_fuzz_regressions.py)
 for pkg in libx265-dev libde265-dev libpng-dev libjpeg-dev pkg-config build-essential opencv-doc darknet \
-           clang libclang-rt-dev; do
+           clang libclang-rt-dev electric-fence; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -113,3 +113,29 @@ def test_level9_encodes_pictures_smaller_than_its_ctu(chroma):
     img = np.random.default_rng(4).integers(0, 256, (41, 10, 3), dtype=np.uint8)
     codec = BpgCodec(level=9, chroma=chroma)
     assert codec.decode(codec.encode(img, qp=35)).shape == (41, 10, 3)
+
+
+EFENCE = Path("/usr/lib/libefence.so")
+
+
+@pytest.mark.skipif(not EFENCE.is_file(), reason="Electric Fence not installed (apt-get install electric-fence, as scripts/setup.sh does)")
+def test_x265_never_reads_past_the_planes_we_give_it(tmp_path):
+    """x265's SIMD input copy read whole vectors past the last row of our planes (a SEGV in
+    fuzz_encode when a plane ended at a page boundary); the planes now carry slack. Under
+    Electric Fence every allocation ends at a guard page, so any such read crashes."""
+    import shutil
+    import subprocess
+
+    from npp_plugin._native import _lib
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    lib_dir = _lib.library_path().parent
+    exe = tmp_path / "guard_encode"
+    subprocess.run([cc, "-O1", f"-I{ROOT / 'native'}", "-o", str(exe), str(ROOT / "native" / "tests" / "guard_encode.c"),
+                    f"-L{lib_dir}", "-lnpp_bpg", f"-Wl,-rpath,{lib_dir}"], check=True)
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(EFENCE), "EF_ALLOW_MALLOC_0": "1"}
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, f"status {proc.returncode}: {proc.stdout[-2000:]}"
+    assert proc.stdout.strip().endswith("0 failures")
