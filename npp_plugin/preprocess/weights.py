@@ -40,7 +40,6 @@ names) must match the start of the file's SHA-256, or loading fails.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -315,7 +314,7 @@ def save_weights(path: str | os.PathLike, net: NppNet, *, meta: Mapping[str, Any
     import torch
 
     from .. import __version__
-    from ..fileio import atomic_write_bytes
+    from ..fileio import save_tagged
     from .model import count_parameters, is_npp_net
 
     if not is_npp_net(net):
@@ -339,6 +338,4 @@ def save_weights(path: str | os.PathLike, net: NppNet, *, meta: Mapping[str, Any
         "state_dict": state,
         "meta": info,
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_tagged(path, FORMAT, payload)

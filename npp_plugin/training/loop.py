@@ -19,7 +19,6 @@ the λ table, so a resumed run continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 import signal
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError, WeightsError
-from ..fileio import atomic_write_bytes, load_tagged
+from ..fileio import atomic_write_bytes, load_tagged, save_tagged
 from .config import TrainConfig
 from .data import Batches, BuiltinPhotos, _seed, make_source, val_batches
 from .ddp import DistInfo, init_distributed, shutdown, wrap
@@ -113,14 +112,9 @@ def _to(target: Any, device: torch.device) -> Any:
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(torch.mean((a.detach().float() - b.detach().float()) ** 2))
-    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+    from ..evaluation.metrics import psnr_from_mse
 
-
-def _save_torch(path: Path, obj: Any) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    return psnr_from_mse(float(torch.mean((a.detach().float() - b.detach().float()) ** 2)))
 
 
 def _progress(cfg: TrainConfig, dist: DistInfo, total: int, initial: int, desc: str):
@@ -248,7 +242,7 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
             state = (ck["step"], ck["optim"])
 
         def save(step: int, optim: dict) -> None:
-            _save_torch(ck_path, {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase, "qp": qp,
+            save_tagged(ck_path, CHECKPOINT_FORMAT, {"config": cfg.to_dict(), "phase": phase, "qp": qp,
                                   "step": step, "optim": optim,
                                   "proxy": {"config": proxy.get_config(), "meta": dict(proxy.meta),
                                             "state": proxy.state_dict()}})
@@ -445,8 +439,8 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
 
     def save_checkpoint(next_step: int) -> None:
         if dist.is_writer:
-            _save_torch(_checkpoint_path(cfg), {
-                "format": CHECKPOINT_FORMAT, "step": next_step, "config": cfg.to_dict(),
+            save_tagged(_checkpoint_path(cfg), CHECKPOINT_FORMAT, {
+                "step": next_step, "config": cfg.to_dict(),
                 "ema_state": ema.state_dict() if ema is not None else None,
                 "npp_config": net.get_config(), "npp_state": net.state_dict(), "optimizer": opt.state_dict(),
                 "lambdas": {str(k): v for k, v in lambdas.items()}, "calibration": calibration,
