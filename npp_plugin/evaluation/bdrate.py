@@ -158,6 +158,16 @@ def _group_sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
+def _group_ids(groups, n: int, *, who: str) -> np.ndarray:
+    """Bootstrap unit per image: 0..G-1 from the group labels (each image its own by default)."""
+    if groups is None:
+        return np.arange(n)
+    if len(groups) != n:
+        msg = f"{who}: {len(groups)} group labels for {n} images"
+        raise ShapeError(msg, actual_shape=(len(groups),), expected_shape=f"({n},)", argument="groups")
+    return np.unique(np.asarray(groups), return_inverse=True)[1]
+
+
 def bd_rate_bootstrap(
     rate_anchor: np.ndarray,
     quality_anchor: np.ndarray,
@@ -222,13 +232,7 @@ def bd_rate_bootstrap(
         return result
 
     # Resample groups: the mean over a resample = (sum of the drawn groups' sums) / (their counts).
-    if groups is None:
-        gid = np.arange(n)
-    else:
-        if len(groups) != n:
-            msg = f"bd_rate_bootstrap: {len(groups)} group labels for {n} images"
-            raise ShapeError(msg, actual_shape=(len(groups),), expected_shape=f"({n},)", argument="groups")
-        _, gid = np.unique(np.asarray(groups), return_inverse=True)
+    gid = _group_ids(groups, n, who="bd_rate_bootstrap")
     sums = _group_sums(np.concatenate([ra, qa, rt, qt], axis=1), gid)
     counts = np.bincount(gid).astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -305,13 +309,7 @@ def bd_rate_bootstrap_weighted(
                                 dropped_anchor=[int(x) for x in da], dropped_test=[int(x) for x in dt], warnings=notes))
     if n_boot == 0 or n < 2:
         return results
-    if groups is None:
-        gid = np.arange(n)
-    else:
-        if len(groups) != n:
-            msg = f"bd_rate_bootstrap_weighted: {len(groups)} group labels for {n} images"
-            raise ShapeError(msg, actual_shape=(len(groups),), expected_shape=f"({n},)", argument="groups")
-        _, gid = np.unique(np.asarray(groups), return_inverse=True)
+    gid = _group_ids(groups, n, who="bd_rate_bootstrap_weighted")
     n_groups = int(gid.max()) + 1
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
