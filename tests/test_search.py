@@ -94,3 +94,47 @@ def test_search_keeps_the_best_development_j_and_resumes_exactly(setup):
     assert part["current"] is not None and "34" not in part["done"]
     resumed = search_saliency_blur(net2, codec, fit2, dev2, [34], generations=2, popsize=4, state=part)
     assert resumed["done"]["34"]["theta"] == row["theta"]
+
+
+def _photo_folder(tmp_path, names):
+    import shutil
+
+    by_name = {p.name: p for p in BuiltinPhotos("train").files}
+    for n in names:
+        shutil.copy(by_name[n], tmp_path / n)
+    return tmp_path
+
+
+def test_search_blur_reads_a_folder_of_photos_and_records_it(tmp_path):
+    import json
+
+    from npp_plugin.training.search import main
+
+    require_codec("jpeg")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = sorted(p.name for p in BuiltinPhotos("train").files)[:8]
+    _photo_folder(folder, names)
+    fit, dev = builtin_dev_split(files=sorted(folder.iterdir()))
+    assert fit and dev and {p.name for p in fit + dev} == set(names)
+    rc = main(["blur", "--out", str(tmp_path / "out"), "--codec", "jpeg", "--images", str(folder), "--qps", "34", "37",
+               "--size", "64", "--fit-crops", "4", "--dev-crops", "2", "--threads", "1", "--workers", "1"])
+    assert rc == 0
+    doc = json.loads((tmp_path / "out" / "blur-tuned.json").read_text())
+    assert doc["provenance"]["images"] == str(folder)
+    assert set(doc["provenance"]["fit_photos"]) | set(doc["provenance"]["dev_photos"]) <= set(names)
+    assert set(doc["sigma"]) == {"34", "37"}
+
+
+def test_search_refuses_a_folder_without_development_photos(tmp_path, capsys):
+    from npp_plugin.training.search import main
+
+    require_codec("jpeg")
+    (tmp_path / "one").mkdir()
+    _photo_folder(tmp_path / "one", ["aloeL.jpg", "aloeR.jpg"])  # one scene: nothing left to develop on
+    rc = main(["blur", "--out", str(tmp_path / "out"), "--codec", "jpeg", "--images", str(tmp_path / "one"), "--qps", "34"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--fit-on all" in err and "development photos" in err
+    assert not (tmp_path / "out" / "blur-tuned.json").exists()
+    rc = main(["blur", "--out", str(tmp_path / "out"), "--codec", "jpeg", "--images", str(tmp_path / "missing")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err

@@ -55,12 +55,13 @@ DEFAULT_QPS = (28, 31, 34, 37, 41)
 # -- data ---------------------------------------------------------------------------------
 
 
-def builtin_dev_split(dev_fraction: float = 0.25) -> tuple[list[Path], list[Path]]:
-    """The training photos split again, by scene, into fit and development photos (the
-    validation photos stay untouched for the final report)."""
+def builtin_dev_split(dev_fraction: float = 0.25, files: Sequence[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    """The training photos (``files``; default the built-in training split, whose
+    validation photos stay untouched for the final report) split again, by scene, into fit
+    and development photos."""
     from ..datasets import scene_name
 
-    files = BuiltinPhotos("train").files
+    files = BuiltinPhotos("train").files if files is None else list(files)
 
     def bucket(p: Path) -> float:
         h = hashlib.sha256(f"dev:{scene_name(p)}".encode()).digest()
@@ -302,7 +303,16 @@ def _setup(args: argparse.Namespace, lambdas: dict[int, float] | None = None):
     torch.set_num_threads(args.threads)
     codec = get_codec(args.codec, **dict(_kv(o) for o in args.codec_option))
     task = get_task(args.task)
-    fit_files, dev_files = builtin_dev_split()
+    files = None
+    if args.images != "builtin:train":
+        from ..datasets import image_files
+
+        files = image_files(args.images, who="npp search", argument="images")
+    fit_files, dev_files = builtin_dev_split(files=files)
+    if not fit_files or (args.fit_on == "fit" and not dev_files):
+        msg = (f"npp search: {args.images} gives {len(fit_files)} fit and {len(dev_files)} development photos "
+               "(split by scene); give more photos or --fit-on all")
+        raise InvalidArgumentError(msg, argument="images", allowed="a folder with photos of several scenes")
     if args.fit_on == "all":  # every training photo, grid crops (backgrounds too); select on them
         fit_c = Crops.grid(fit_files + dev_files, n=args.fit_crops, size=args.size, task=task)
         dev_c = fit_c
@@ -314,7 +324,7 @@ def _setup(args: argparse.Namespace, lambdas: dict[int, float] | None = None):
         pairs = [(fit_c.x[i:i + 32], fit_c.ref[i:i + 32]) for i in range(0, len(fit_c.x), 32)]
         calib = calibrate_lambdas(codec, task, pairs, args.qps, delta=3, workers=args.workers)
         lambdas = {q: calib[q]["lmbda"] for q in args.qps}
-    prov = {"codec": codec.get_config(), "task": args.task, "size": args.size, "lambdas": lambdas,
+    prov = {"codec": codec.get_config(), "task": args.task, "size": args.size, "lambdas": lambdas, "images": args.images,
             "lambda_calibration": {str(k): v for k, v in calib.items()} if calib else "from the blur table",
             "fit_photos": fit_c.sources, "fit_crops": len(fit_c.x), "fit_seed": args.seed,
             "dev_photos": dev_c.sources, "dev_crops": len(dev_c.x)}
@@ -358,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--task", default="mobilenet_v2")
     p.add_argument("--qps", type=int, nargs="+", default=list(DEFAULT_QPS))
+    p.add_argument("--images", default="builtin:train",
+                   help="training photos: builtin:train (the built-in photos' training split) or a folder; "
+                        "split by scene into fit and development photos")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--fit-crops", type=int, default=64)
     p.add_argument("--dev-crops", type=int, default=48)
