@@ -332,6 +332,8 @@ done:
     return NPP_BPG_OK;
 }
 
+#define BPG_LOSSLESS_QP 4 /* the I-slice QP x265 forces in lossless mode (FORMAT.md, bLossless) */
+
 /* The I-slice QP x265's constant-QP mode uses for rc.qp = qp (ratecontrol.cpp). */
 static int intra_qp(const npp_bpg_encoder *e, int qp)
 {
@@ -377,7 +379,9 @@ static int encode_planes(npp_bpg_encoder *e, bpg_plane planes[3], int qp, stream
     }
     pic->bitDepth = B;
     pic->colorSpace = e->param->internalCsp;
-    pic->forceqp = intra_qp(e, qp) + 1; /* forceqp is QP + 1 (0 = none) */
+    /* forceqp is QP + 1 (0 = none). Lossless: x265's own constant-QP lossless mode uses QP 4 for
+     * its mode decisions (bpgenc -lossless ignores -q), so the QP argument must not change the file. */
+    pic->forceqp = (e->params.lossless ? BPG_LOSSLESS_QP : intra_qp(e, qp)) + 1;
     x265_nal *nal;
     uint32_t nnal = 0;
     cpu_pin pin;

@@ -184,10 +184,10 @@ MEANINGS = [
     (["-c", "rgb", "-f", "420"], {"color_space": "rgb"}),  # ... whatever -f says
     (["-b", "10"], {"bit_depth": 10}),
     (["-b", "12", "-limitedrange"], {"bit_depth": 12, "limited_range": True}),
-    # x265 codes lossless at QP 4 whatever -q says; the library takes the QP it is given
-    (["-lossless"], {"lossless": True, "qp": 4}),
-    (["-lossless", "-q", "40"], {"lossless": True, "qp": 4}),
-    (["-limitedrange", "-lossless"], {"lossless": True, "qp": 4}),  # -lossless resets the range
+    # x265 codes lossless at QP 4 whatever -q says, and so does the library whatever QP it is given
+    (["-lossless"], {"lossless": True, "qp": 51}),
+    (["-lossless", "-q", "40"], {"lossless": True, "qp": 0}),
+    (["-limitedrange", "-lossless"], {"lossless": True}),  # -lossless resets the range
     (["-m", "1"], {"level": 1}),
     (["-m", "5"], {"level": 5}),
     (["-m", "0"], {"level": 1}),  # bpgenc clamps the level to 1..9

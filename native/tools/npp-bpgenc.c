@@ -481,10 +481,7 @@ static npp_bpg_encode_params effective(const options *o, const image *img)
     if (img->channels == 3 && p.color_space == NPP_BPG_CS_RGB &&
         p.pixel_format != NPP_BPG_FORMAT_GRAY)
         p.pixel_format = NPP_BPG_FORMAT_444; /* bpgenc never decimates RGB */
-    /* x265 codes lossless pictures at QP 4 whatever rc.qp asks (its encoder.cpp), so -q
-     * has no effect with bpgenc -lossless; the library takes the QP it is given. */
-    if (p.lossless)
-        p.qp = 4;
+    /* -q has no effect with -lossless: the library codes lossless pictures at x265's QP 4. */
     if (img->channels == 1) { /* gray input is coded gray in YCbCr (as the library does) */
         p.pixel_format = NPP_BPG_FORMAT_GRAY;
         p.color_space = NPP_BPG_CS_YCBCR;

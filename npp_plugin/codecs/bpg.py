@@ -116,7 +116,8 @@ class BpgCodec(Codec):
         limited_range: video range (16..235) instead of full range.
         lossless: ``bpgenc -lossless``: RGB colour space, 4:4:4, 8 bit, full range and
             x265's lossless mode; decoding returns the input exactly (chroma,
-            color_space, bit_depth and limited_range are then ignored).
+            color_space, bit_depth and limited_range are then ignored, and so is the QP:
+            x265 makes its lossless mode decisions at QP 4, as with ``bpgenc -lossless``).
         level: compression effort 1..9 mapped to x265 presets like ``bpgenc -m``
             (1 superfast ... 8 veryslow, the default, ... 9 placebo).
         fast: **the fast setting for training loops**: x265's ``ultrafast`` preset with a
