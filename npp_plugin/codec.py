@@ -292,6 +292,14 @@ class Codec(ABC):
         qp = self.validate_qp(qp)
         return float(2.0 ** ((qp - 4) / 6.0))
 
+    def quant_table(self, qp: int) -> tuple[Any, Any] | None:
+        """Per-frequency quantiser steps at ``qp`` for a codec whose quantiser is a table:
+        ``(luma, chroma)``, each 8×8 (row-major, DC first) on the orthonormal 8×8 DCT in
+        8-bit sample units. None (the default) when one step per QP, :meth:`quant_step`,
+        describes the codec (HEVC and VVC's flat scaling lists)."""
+        self.validate_qp(qp)
+        return None
+
     # -- checks (public: plugins and callers use the same ones) ---------------------------
 
     def validate_qp(self, qp: Any) -> int:

@@ -55,7 +55,7 @@ PUBLIC = {
 CODEC_CONTRACT = [
     "check", "decode", "description", "encode", "encode_batch", "extensions", "from_config",
     "get_config", "info", "is_available", "max_size", "mime", "name", "normalized_qp", "params",
-    "qp_norm_range", "qp_range", "quant_step", "require_available", "roundtrip",
+    "qp_norm_range", "qp_range", "quant_step", "quant_table", "require_available", "roundtrip",
     "unavailable_reason", "validate_data", "validate_qp", "validate_size", "version",
 ]
 

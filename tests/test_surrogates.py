@@ -13,6 +13,7 @@ from npp_plugin.filters import gaussian_blur
 from npp_plugin.training.surrogates import (
     _blocks,
     chroma_format,
+    codec_steps,
     distortion_surrogate,
     rate_model,
     surrogate_step,
@@ -92,6 +93,35 @@ def test_quant_steps_follow_each_codec():
     jpeg = require_codec("jpeg")
     steps = [jpeg.quant_step(q) for q in (22, 28, 34, 40)]
     assert steps == sorted(steps) and steps[0] < steps[-1] / 4
+    assert bpg.quant_table(34) is None and codec_steps(bpg, 34) == (32.0, 32.0)
+
+
+def test_jpeg_tables_are_the_ones_in_its_files():
+    """Assert JPEG's per-frequency steps equal the quantisation tables libjpeg wrote into the
+    file, luma and chroma, at every QP (read back with Pillow)."""
+    import io
+
+    from PIL import Image
+
+    jpeg = require_codec("jpeg")
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for qp in range(52):
+        written = Image.open(io.BytesIO(jpeg.encode(img, qp=qp))).quantization
+        luma, chroma = jpeg.quant_table(qp)
+        assert luma.flatten().tolist() == list(written[0]) and chroma.flatten().tolist() == list(written[1]), qp
+    y, c = codec_steps(jpeg, 41)
+    assert y.shape == c.shape == (8, 8) and float(y[7, 7]) > 4 * float(y[0, 1])
+
+
+def test_a_flat_table_is_the_single_step(crops):
+    """Assert the surrogates read an 8×8 table (per plane) as they read one step: a table
+    of 16 everywhere gives the scalar 16's values, and a coarser chroma table lowers the rate."""
+    flat = torch.full((8, 8), 16.0)
+    for kind in ("log", "sqlog", "sigcount"):
+        assert torch.allclose(rate_model(crops, step=(flat, flat), kind=kind), rate_model(crops, step=16.0, kind=kind))
+    assert bool((rate_model(crops, step=(flat, 4 * flat)) < rate_model(crops, step=16.0)).all())
+    soft_t = distortion_surrogate(crops, crops, step=(flat, flat), kind="soft")
+    assert torch.allclose(soft_t, distortion_surrogate(crops, crops, step=16.0, kind="soft"), atol=1e-5)
 
 
 @pytest.mark.slow

@@ -37,6 +37,15 @@ _IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14,
              14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
              49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
 
+# the IJG/Annex K chrominance table, row-major
+_IJG_CHROMA = (17, 18, 24, 47, *[99] * 4, 18, 21, 26, 66, *[99] * 4, 24, 26, 56, *[99] * 5, 47, 66, *[99] * 38)
+
+
+def _scaled(table: tuple[int, ...], quality: int) -> list[float]:
+    """libjpeg's jpeg_set_quality scaling of a table (baseline: steps clamped to 1..255)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality  # integer arithmetic, as libjpeg
+    return [float(min(255, max(1, (t * scale + 50) // 100))) for t in table]
+
 
 class JpegCodec(Codec):
     """Baseline JPEG (libjpeg-turbo), 4:2:0 by default."""
@@ -60,10 +69,14 @@ class JpegCodec(Codec):
 
     def quant_step(self, qp: int) -> float:
         """Mean AC step of the IJG luma table at this QP's quality (libjpeg's scaling)."""
-        quality = qp_to_quality(self.validate_qp(qp))
-        scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
-        steps = [min(255.0, max(1.0, (t * scale + 50.0) // 100.0)) for t in _IJG_LUMA[1:]]
+        steps = _scaled(_IJG_LUMA, qp_to_quality(self.validate_qp(qp)))[1:]
         return float(sum(steps) / len(steps))
+
+    def quant_table(self, qp: int) -> tuple[np.ndarray, np.ndarray]:
+        """The luma and chroma tables libjpeg quantises with at this QP's quality (JPEG's
+        DCT is the orthonormal one, so the steps apply to its coefficients as they are)."""
+        quality = qp_to_quality(self.validate_qp(qp))
+        return tuple(np.asarray(_scaled(t, quality)).reshape(8, 8) for t in (_IJG_LUMA, _IJG_CHROMA))
 
     def _encode(self, rgb: np.ndarray, /, *, qp: int, chroma: str, optimize: bool, progressive: bool) -> bytes:
         from PIL import Image

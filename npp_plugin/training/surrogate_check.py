@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .surrogates import JACOBIANS, RATE_MODELS, chroma_format, rate_model, surrogate_step
+from .surrogates import (
+    JACOBIANS,
+    RATE_MODELS,
+    chroma_format,
+    codec_steps,
+    rate_model,
+    surrogate_step,
+)
 
 __all__ = ["RATE_TOLERANCE", "SurrogateWarning", "check_surrogate", "directions", "main"]
 
@@ -85,7 +92,7 @@ def check_surrogate(codec: Any, task: Any, x: torch.Tensor, ref: torch.Tensor, q
         g_rate, = torch.autograd.grad(cs.bits.sum(), xv, retain_graph=True)
         g_task, = torch.autograd.grad(kl0.sum(), xv)
         bits0, kl0 = cs.real_bits.double().numpy(), kl0.detach().double().numpy()
-        step = float(codec.quant_step(qp))
+        step = codec_steps(codec, qp)
         with torch.no_grad():
             n0 = rate_model(x, step=step, kind=rate, chroma=chroma).double().numpy()
         for name, fn in directions(net, codec, qp).items():

@@ -5,7 +5,8 @@ The forward values stay the real codec's (``codec.roundtrip``: decoded pixels an
 bits); only where the gradient comes from changes. Two independent pieces:
 
 Rate models (on 8×8 orthonormal DCTs of Y and the codec's chroma planes, BT.601 full range,
-0–255 samples, AC coefficients ``c``, the codec's quantiser step ``Δ = codec.quant_step(qp)``):
+0–255 samples, AC coefficients ``c``, the codec's quantiser step ``Δ = codec.quant_step(qp)``,
+or per frequency and plane where the codec quantises with tables, ``codec.quant_table(qp)``):
 
     ``log``       Σ log2(1 + |c|/Δ)                  (Google's sandwiched-compression JPEG proxy)
     ``sqlog``     Σ log2(1 + (c/Δ)²)
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from ..errors import InvalidArgumentError
 from .ste import CodecStep, straight_through
 
-__all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "dct_planes", "rate_model", "surrogate_step"]
+__all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "codec_steps", "dct_planes", "rate_model", "surrogate_step"]
 
 RATE_MODELS = ("log", "sqlog", "sigcount")
 JACOBIANS = ("identity", "soft", "masked")
@@ -102,14 +103,32 @@ def dct_planes(x: torch.Tensor, chroma: str = "420") -> list[torch.Tensor]:
     return [_blocks(y)[0], _blocks(c)[0]]
 
 
-def rate_model(x: torch.Tensor, *, step: float, kind: str = "sqlog", chroma: str = "420") -> torch.Tensor:
-    """(N,) differentiable rate score N of ``x`` (module docstring), not yet rescaled to bits."""
+Step = Any  # a float, an (8, 8) tensor of per-frequency steps, or a (luma, chroma) pair of those
+
+
+def codec_steps(codec: Any, qp: int) -> tuple[Any, Any]:
+    """The quantiser steps (luma, chroma) the surrogates use for ``codec`` at ``qp``: its
+    tables when it has them (JPEG), else its one step for both planes."""
+    table = codec.quant_table(qp)
+    if table is None:
+        step = float(codec.quant_step(qp))
+        return step, step
+    return tuple(torch.as_tensor(t, dtype=torch.float32).reshape(8, 8) for t in table)
+
+
+def _pair(step: Step) -> tuple[Any, Any]:
+    return tuple(step) if isinstance(step, (tuple, list)) else (step, step)
+
+
+def rate_model(x: torch.Tensor, *, step: Step, kind: str = "sqlog", chroma: str = "420") -> torch.Tensor:
+    """(N,) differentiable rate score N of ``x`` (module docstring), not yet rescaled to bits.
+    ``step``: one quantiser step, an 8×8 table, or a (luma, chroma) pair (:func:`codec_steps`)."""
     if kind not in RATE_MODELS:
         msg = f"rate model {kind!r} is unknown; choose one of {', '.join(RATE_MODELS)}"
         raise InvalidArgumentError(msg, argument="rate", allowed=list(RATE_MODELS))
     total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    for coef in dct_planes(x, chroma):
-        z = coef / step
+    for coef, s in zip(dct_planes(x, chroma), _pair(step), strict=True):
+        z = coef / (s.to(coef) if torch.is_tensor(s) else s)
         ac = torch.ones(8, 8, dtype=z.dtype, device=z.device)
         ac[0, 0] = 0.0  # DC is predicted from neighbours in every codec here: its cost barely moves
         if kind == "log":
@@ -131,7 +150,7 @@ def _softround(z: torch.Tensor) -> torch.Tensor:
     return r + (z - r) ** 3
 
 
-def distortion_surrogate(x_bar: torch.Tensor, real: torch.Tensor, *, step: float, kind: str) -> torch.Tensor:
+def distortion_surrogate(x_bar: torch.Tensor, real: torch.Tensor, *, step: Step, kind: str) -> torch.Tensor:
     """A differentiable stand-in for the codec's reconstruction of ``x_bar`` (its value is
     replaced by ``real`` afterwards; only its Jacobian matters)."""
     if kind not in JACOBIANS:
@@ -141,7 +160,13 @@ def distortion_surrogate(x_bar: torch.Tensor, real: torch.Tensor, *, step: float
         return x_bar
     coef, size = _full_dct(x_bar)
     if kind == "soft":
-        out = _softround(coef / step) * step
+        sy, sc = _pair(step)
+        if torch.is_tensor(sy) or torch.is_tensor(sc):  # per plane (Y, Cb, Cr) and frequency
+            s = torch.stack([torch.as_tensor(v, dtype=coef.dtype).expand(8, 8) for v in (sy, sc, sc)])
+            s = s.to(coef).view(1, 3, 1, 1, 8, 8)
+        else:
+            s = torch.tensor([sy, sc, sc], dtype=coef.dtype, device=coef.device).view(1, 3, 1, 1, 1, 1)
+        out = _softround(coef / s) * s
     else:
         with torch.no_grad():
             c_real, _ = _full_dct(real.to(x_bar))
@@ -164,7 +189,7 @@ def surrogate_step(
 
     Returns a :class:`~.ste.CodecStep` whose ``proxy_bits`` is the rate model's raw score.
     """
-    step = float(codec.quant_step(qp))
+    step = codec_steps(codec, qp)
     with torch.no_grad():
         real, real_bits = codec.roundtrip(x_bar.detach().clamp(0, 1), qp=qp, workers=workers)
     n_score = rate_model(x_bar, step=step, kind=rate, chroma=chroma_format(codec))
