@@ -12,7 +12,7 @@ from __future__ import annotations
 from .codec import Codec, Param
 from .errors import NppError
 from .hookspecs import hookimpl
-from .preprocessor import Preprocessor
+from .preprocessors.base import Preprocessor
 from .registry import (
     available_codecs,
     available_preprocessors,

@@ -54,7 +54,7 @@ from .images import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .preprocessor import Preprocessor
+    from .preprocessors.base import Preprocessor
 
 __all__ = [
     "DEFAULT_PIXEL_LIMIT",
@@ -391,7 +391,7 @@ class Codec(ABC):
         return bytes(data)
 
     def _preprocess(self, rgb: np.ndarray, preprocess: Any, qp: int) -> np.ndarray:
-        from .preprocessor import resolve_preprocessor
+        from .preprocessors.base import resolve_preprocessor
 
         prep = resolve_preprocessor(preprocess)
         return prep.apply_uint8(rgb[None], codec=self, qp=qp)[0]

@@ -29,7 +29,7 @@ from ..codec import Codec, default_workers
 from ..errors import InvalidArgumentError
 from ..fileio import atomic_write_bytes
 from ..images import tensor_batch_to_uint8, uint8_to_tensor_batch
-from ..preprocessor import Preprocessor
+from ..preprocessors.base import Preprocessor
 from ..tasks import Task
 from .inputs import EvalImage
 from .metrics import FIDELITY_METRICS, bpp, fidelity, kl_divergence

@@ -305,7 +305,7 @@ def _run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume
 
 
 def _build_npp(cfg: TrainConfig, device: torch.device):
-    from ..preprocess.model import npp_net
+    from ..preprocessors.model import npp_net
 
     if cfg.npp_init:
         net = npp_net(weights=cfg.npp_init, device=device)
@@ -364,7 +364,7 @@ def _load_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any] |
 
 
 def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: bool) -> dict[str, Any]:
-    from ..preprocess.weights import save_weights
+    from ..preprocessors.weights import save_weights
     from ..proxy import load_proxies
 
     device = torch.device(f"cuda:{dist.local_rank}" if cfg.device == "cuda" else cfg.device)
@@ -389,7 +389,7 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
     torch.manual_seed(_seed(cfg.seed, "init"))  # the same initial weights on every rank and run
     net = _build_npp(cfg, device)
     if ck is not None:
-        from ..preprocess.model import NppNet
+        from ..preprocessors.model import NppNet
 
         net = NppNet.from_config(ck["npp_config"]).to(device)
         net.load_state_dict(ck["npp_state"])
@@ -506,7 +506,7 @@ def _run_npp_stage(cfg: TrainConfig, dist: DistInfo, stopper: _Stopper, resume: 
 def _distil_to_blur(net, batches: Batches, sigma: float, *, device: torch.device, steps: int = 300) -> None:
     """Fit the network to a Gaussian blur of ``sigma`` (MSE, no codec) so gradient training
     starts at the classical anchor instead of the identity (seeded; the same on every rank)."""
-    from ..filters import gaussian_blur
+    from ..preprocessors.filters import gaussian_blur
 
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     q = None

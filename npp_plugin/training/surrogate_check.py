@@ -44,7 +44,7 @@ class SurrogateWarning(UserWarning):
 
 def directions(net: Any = None, codec: Any = None, qp: int | None = None) -> dict[str, Callable]:
     """Name → ``x ↦ d``: the moves the check makes (the NPP's residual when ``net`` is given)."""
-    from ..filters import gaussian_blur
+    from ..preprocessors.filters import gaussian_blur
 
     def noise(x: torch.Tensor) -> torch.Tensor:
         g = torch.Generator().manual_seed(0)
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         crops = Crops.grid(BuiltinPhotos("val").files, n=args.crops, size=args.size, task=task)
         net = None
         if args.weights:
-            from ..preprocess.weights import load_weights
+            from ..preprocessors.weights import load_weights
 
             net, _ = load_weights(args.weights)
         rows = []

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError
 from ..hookspecs import hookimpl
-from ..preprocessor import Preprocessor
+from .base import Preprocessor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,7 +58,7 @@ def _device(device: Any) -> torch.device:
 
 
 class NppPreprocessor(Preprocessor):
-    """Run an :class:`~npp_plugin.preprocess.model.NppNet` before a codec's encoder.
+    """Run an :class:`~npp_plugin.preprocessors.model.NppNet` before a codec's encoder.
 
     Args:
         net: the network. The preprocessor runs its own eval-mode copy (BatchNorm uses the
@@ -103,7 +103,7 @@ class NppPreprocessor(Preprocessor):
     def from_weights(
         cls, source: Any = None, *, device: Any = "cpu", config: str | None = None
     ) -> NppPreprocessor:
-        """Load weights (see :func:`~npp_plugin.preprocess.weights.resolve_weights`)."""
+        """Load weights (see :func:`~npp_plugin.preprocessors.weights.resolve_weights`)."""
         from .weights import load_weights
 
         dev = _device(device)

@@ -31,14 +31,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgumentError
-from .hookspecs import hookimpl
-from .preprocessor import Preprocessor
+from ..errors import InvalidArgumentError
+from ..hookspecs import hookimpl
+from .base import Preprocessor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .codec import Codec
+    from ..codec import Codec
 
 __all__ = ["BilateralFilter", "GaussianBlur", "GuidedFilter", "TunedBlur"]
 
@@ -192,9 +192,9 @@ class TunedBlur(Preprocessor):
         import json
         from pathlib import Path
 
-        from .errors import WeightsError
+        from ..errors import WeightsError
 
-        path = Path(table) if table is not None else Path(__file__).parent / "weights" / "blur-tuned.json"
+        path = Path(table) if table is not None else Path(__file__).parent.parent / "weights" / "blur-tuned.json"
         try:
             doc = json.loads(path.read_text())
             sig = {int(q): float(s) for q, s in doc["sigma"].items()}

@@ -473,7 +473,7 @@ def npp_net(
             fresh network; with ``weights`` the file's configuration is used, and a
             ``config`` given here must name the same one.
         weights: a weights file path, a shipped weights name, or None for a fresh network
-            (see :func:`npp_plugin.preprocess.weights.load_weights`).
+            (see :func:`npp_plugin.preprocessors.weights.load_weights`).
         device: where to put the network.
         **kwargs: overrides of :class:`NppConfig` fields for a fresh network (``qa``,
             ``widths``, ``qa_hidden``).

@@ -2,7 +2,7 @@
 
 A preprocessor takes a float batch (N, 3, H, W) in [0, 1] and the codec and QP it is about to
 be encoded with, and returns a batch of the same shape in [0, 1]. The learned NPP
-(:mod:`npp_plugin.preprocess`) and the classical baselines (:mod:`npp_plugin.filters`) are
+(:mod:`npp_plugin.preprocessors`) and the classical baselines (:mod:`npp_plugin.preprocessors.filters`) are
 preprocessors; plugins add more through ``npp_register_preprocessors``.
 """
 
@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .errors import InvalidArgumentError
-from .images import check_image_batch, tensor_batch_to_uint8, uint8_to_tensor_batch
+from ..errors import InvalidArgumentError
+from ..images import check_image_batch, tensor_batch_to_uint8, uint8_to_tensor_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .codec import Codec
+    from ..codec import Codec
 
 __all__ = ["Preprocessor", "resolve_preprocessor"]
 
@@ -61,7 +61,7 @@ def resolve_preprocessor(preprocess: str | Preprocessor) -> Preprocessor:
     if isinstance(preprocess, Preprocessor):
         return preprocess
     if isinstance(preprocess, str):
-        from .registry import get_preprocessor
+        from ..registry import get_preprocessor
 
         return get_preprocessor(preprocess)
     msg = f"preprocess must be a registered name or a Preprocessor, got {type(preprocess).__name__}"
