@@ -19,7 +19,14 @@ import numpy as np
 
 from .errors import InvalidArgumentError, ShapeError
 
-__all__ = ["check_image_batch", "is_tensor", "tensor_batch_to_uint8", "to_uint8_rgb", "uint8_to_tensor_batch"]
+__all__ = [
+    "check_image_batch",
+    "is_tensor",
+    "tensor_batch_to_uint8",
+    "to_float_batch",
+    "to_uint8_rgb",
+    "uint8_to_tensor_batch",
+]
 
 _EXPECTED = "(H, W, 3) uint8 array, (3, H, W) float tensor in [0, 1], or RGB PIL image"
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -74,12 +81,15 @@ def _from_numpy(arr: np.ndarray, codec: str | None) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _from_tensor(t: Any, codec: str | None) -> np.ndarray:
-    name = codec or "codec"
+def _check_tensor_image(t: Any, codec: str | None) -> None:
     if t.ndim != 3 or t.shape[0] != 3:
-        msg = f"{name}: tensor image has shape {tuple(t.shape)}; expected (3, H, W) float in [0, 1]"
+        msg = f"{codec or 'codec'}: tensor image has shape {tuple(t.shape)}; expected (3, H, W) float in [0, 1]"
         raise ShapeError(msg, actual_shape=tuple(t.shape), expected_shape="(3, H, W)", codec=codec)
     _check_size(t.shape[1], t.shape[2], codec, tuple(t.shape))
+
+
+def _from_tensor(t: Any, codec: str | None) -> np.ndarray:
+    _check_tensor_image(t, codec)
     return tensor_batch_to_uint8(t.unsqueeze(0), codec=codec)[0]
 
 
@@ -97,6 +107,18 @@ def to_uint8_rgb(image: Any, *, codec: str | None = None) -> np.ndarray:
         return _from_pil(image, codec)
     msg = f"{codec or 'codec'}: cannot encode an object of type {type(image).__name__}; expected {_EXPECTED}"
     raise InvalidArgumentError(msg, codec=codec, argument="image", allowed=_EXPECTED)
+
+
+def to_float_batch(image: Any, *, codec: str | None = None):
+    """``image`` as a (1, 3, H, W) float tensor in [0, 1] for a preprocessor: a (3, H, W)
+    float tensor as it is (not rounded to 8 bits; checked as :func:`to_uint8_rgb` checks
+    it), anything else through :func:`to_uint8_rgb` (exact in float)."""
+    if is_tensor(image):
+        _check_tensor_image(image, codec)
+        batch = image.detach().unsqueeze(0)
+        check_image_batch(batch, who=codec or "codec", codec=codec)
+        return batch
+    return uint8_to_tensor_batch(to_uint8_rgb(image, codec=codec)[None])
 
 
 def check_image_batch(batch: Any, *, who: str, codec: str | None = None, values: bool = True) -> None:

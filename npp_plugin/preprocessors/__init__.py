@@ -9,7 +9,7 @@ not import torch.
     filters.py      GaussianBlur, BilateralFilter, GuidedFilter, TunedBlur, gaussian_blur()
     model.py        NppNet, NppConfig, CONFIGS, npp_net(), describe_configs()
     weights.py      save_weights(), load_weights(), read_weights(), resolve_weights()
-    hook.py         NppPreprocessor and the "npp" registration
+    hook.py         NppPreprocessor, npp_filter() and the "npp" registration
     onnx_export.py  export_onnx(), check_onnx_equivalence()
     saliency.py     SaliencyBlurNet, SaliencyBlurConfig (the saliency-guided blur NPP)
 """
@@ -37,6 +37,7 @@ __all__ = [
     "describe_configs",
     "export_onnx",
     "load_weights",
+    "npp_filter",
     "npp_net",
     "read_weights",
     "resolve_weights",
@@ -63,6 +64,7 @@ _WHERE = {
     "resolve_weights": "weights",
     "save_weights": "weights",
     "NppPreprocessor": "hook",
+    "npp_filter": "hook",
     "export_onnx": "onnx_export",
     "check_onnx_equivalence": "onnx_export",
 }

@@ -26,7 +26,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import NppNet
     from .weights import NppWeights
 
-__all__ = ["NppPreprocessor", "npp_preprocessor", "npp_register_preprocessors"]
+__all__ = ["NppPreprocessor", "npp_filter", "npp_preprocessor", "npp_register_preprocessors"]
+
+
+def npp_filter(net: Any, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+    """``net`` (an NPP network, or a DDP wrapper of one) applied to ``batch`` for ``codec``
+    at ``qp``: the one place where an NPP meets the operating point it is conditioned on,
+    ``codec.normalized_qp(qp)`` for every image of the batch (a network without QA layers
+    ignores it). Differentiable: training calls it with gradients, :class:`NppPreprocessor`
+    under inference mode, so the hook and training condition the network alike."""
+    return net(batch, codec.normalized_qp(qp))
 
 
 def _device(device: Any) -> torch.device:
@@ -113,12 +122,11 @@ class NppPreprocessor(Preprocessor):
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         import torch
 
-        q = codec.normalized_qp(qp)
         with torch.inference_mode():
             x = batch.to(device=self.device, dtype=torch.float32).contiguous(
                 memory_format=torch.channels_last
             )
-            out = self.net(x, q)
+            out = npp_filter(self.net, x, codec=codec, qp=qp)
         return out.to(device=batch.device, dtype=batch.dtype)
 
     def get_config(self) -> dict[str, Any]:

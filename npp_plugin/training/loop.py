@@ -33,6 +33,7 @@ import torch
 
 from ..errors import InvalidArgumentError, WeightsError
 from ..fileio import atomic_write_bytes, load_tagged, save_tagged
+from ..preprocessors.hook import NppPreprocessor, npp_filter
 from .config import TrainConfig
 from .data import Batches, BuiltinPhotos, _seed, make_source, val_batches
 from .ddp import DistInfo, init_distributed, shutdown, wrap
@@ -509,12 +510,9 @@ def _distil_to_blur(net, batches: Batches, sigma: float, *, device: torch.device
     from ..preprocessors.filters import gaussian_blur
 
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    q = None
     for k in range(steps):
         x = batches[10_000_000 + k][0].to(device)
-        if net.config.qa:
-            q = torch.full((x.shape[0],), 0.7, device=device)
-        loss = torch.mean((net(x, q) - gaussian_blur(x, sigma)) ** 2)
+        loss = torch.mean((net(x, 0.7) - gaussian_blur(x, sigma)) ** 2)  # one operating point, QA or not
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -539,8 +537,7 @@ def _train_step(cfg, dist, step, model, net, opt, batches, task, codec, proxies,
     x = x.to(device)
     _check_target_kind(task, target)
     target = _to(target, device) if target is not None else task.reference(x)
-    q = None if not net.config.qa else torch.full((x.shape[0],), codec.normalized_qp(qp), device=device)
-    x_bar = model(x, q)
+    x_bar = npp_filter(model, x, codec=codec, qp=qp)  # through the DDP wrapper: gradients sync
     if cfg.surrogate == "proxy":
         cs = codec_step(x_bar, codec=codec, qp=qp, proxy=proxies[qp], proxy_only=cfg.proxy_only, workers=workers)
     else:
@@ -586,8 +583,9 @@ def _paired(x, x_bar, cs, target, task, codec, qp, lmbda, workers, proxy_only, r
 
 @torch.no_grad()
 def _paired_validation(cfg, net, codec, task, val, qps, lambdas, workers, device) -> dict[str, Any]:
-    """Held-out centre crops: NPP+codec against the plain codec at every trained QP."""
-    net.eval()
+    """Held-out centre crops: NPP+codec against the plain codec at every trained QP, the
+    network run as the "npp" hook runs it (:class:`NppPreprocessor`, an eval-mode copy)."""
+    prep = NppPreprocessor(net, device=device)
     vb = val_batches(val, size=cfg.size, batch_size=cfg.batch_size, limit=cfg.val_images)
     rows = []
     for qp in qps:
@@ -595,9 +593,7 @@ def _paired_validation(cfg, net, codec, task, val, qps, lambdas, workers, device
         for x, target in vb:
             x = x.to(device)
             target = _to(target, device) if target is not None else task.reference(x)
-            q = None if not net.config.qa else torch.full((x.shape[0],), codec.normalized_qp(qp), device=device)
-            xb = net(x, q)
-            r, b = codec.roundtrip(xb, qp=qp, workers=workers)
+            r, b = codec.roundtrip(x, qp=qp, preprocess=prep, workers=workers)
             p, bp = codec.roundtrip(x, qp=qp, workers=workers)
             acc["bits"] += float(b.sum())
             acc["bits_plain"] += float(bp.sum())
@@ -615,7 +611,6 @@ def _paired_validation(cfg, net, codec, task, val, qps, lambdas, workers, device
         row["loss"] = row["bpp"] + lambdas[qp] * row["task"]
         row["loss_plain"] = row["bpp_plain"] + lambdas[qp] * row["task_plain"]
         rows.append(row)
-    net.train()
     return {"images": int(sum(x.shape[0] for x, _ in vb)), "per_qp": rows}
 
 
@@ -623,18 +618,16 @@ def _paired_validation(cfg, net, codec, task, val, qps, lambdas, workers, device
 def objective(net, codec, task, batches, *, qp: int, lmbda: float, beta: float, psnr_floor: float,
               workers: int | None = None) -> float:
     """The training objective with the real codec (values only), averaged over ``batches``
-    of ``(x, target)``; a fresh (identity) network gives the plain codec's value."""
-    was = net.training
-    net.eval()
+    of ``(x, target)``; a fresh (identity) network gives the plain codec's value. The network
+    runs as the "npp" hook runs it (:class:`NppPreprocessor`, an eval-mode copy)."""
+    prep = NppPreprocessor(net, device=next(net.parameters()).device)
     total = 0.0
     for x, target in batches:
         target = target if target is not None else task.reference(x)
-        q = None if not net.config.qa else torch.full((x.shape[0],), codec.normalized_qp(qp))
-        xb = net(x, q)
+        xb = prep(x, codec=codec, qp=qp)
         recon, bits = codec.roundtrip(xb, qp=qp, workers=workers)
         bpp = bits.to(x.dtype) / (x.shape[2] * x.shape[3])
         terms = npp_loss(bpp, task.loss(recon, target, reduction="none"),
                          fidelity_loss(x, xb, psnr_floor=psnr_floor), lmbda=lmbda, beta=beta)
         total += terms["loss"].item()
-    net.train(was)
     return total / max(len(batches), 1)

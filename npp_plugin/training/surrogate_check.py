@@ -45,6 +45,7 @@ class SurrogateWarning(UserWarning):
 def directions(net: Any = None, codec: Any = None, qp: int | None = None) -> dict[str, Callable]:
     """Name → ``x ↦ d``: the moves the check makes (the NPP's residual when ``net`` is given)."""
     from ..preprocessors.filters import gaussian_blur
+    from ..preprocessors.hook import npp_filter
 
     def noise(x: torch.Tensor) -> torch.Tensor:
         g = torch.Generator().manual_seed(0)
@@ -59,8 +60,7 @@ def directions(net: Any = None, codec: Any = None, qp: int | None = None) -> dic
     if net is not None:
         def residual(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                q = codec.normalized_qp(qp)
-                return net(x, q) - x
+                return npp_filter(net, x, codec=codec, qp=qp) - x
 
         out["npp"] = residual
     return out
