@@ -2,8 +2,8 @@
 
 A low-pass filter before the encoder also saves bits (the codec has less high-frequency
 energy to code) at some cost in task accuracy, so an NPP result means something only next to
-these on the same images (method notes, "What a first experiment here showed": Gaussian blur
-σ 0.5 alone gave −1.7 % BD-rate on KL). They are registered as preprocessors like any other:
+these on the same images (their measured BD-rates are in the README, "What works today").
+They are registered as preprocessors like any other:
 
     ============  ==============================================================
     name          filter
