@@ -23,7 +23,7 @@ from .registry import (
     get_task,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Codec",
