@@ -2,7 +2,8 @@
 
 Release 0.1.0 had the preprocessor contract, the classical filters and the NPP in three
 places (``npp_plugin.preprocessor``, ``npp_plugin.filters``, ``npp_plugin.preprocess``);
-they are now one package, :mod:`npp_plugin.preprocessors`. Importing an old path gives the
+they are now one package, :mod:`npp_plugin.preprocessors`. The proxies' training helpers
+(``npp_plugin.proxy.train``) are :mod:`npp_plugin.training.proxy_stage`. Importing an old path gives the
 module at its new path itself (the same object, so classes, ``isinstance`` and
 monkeypatching are shared) and warns with a :class:`DeprecationWarning` the first time.
 
@@ -28,6 +29,8 @@ MOVED: dict[str, str] = {
     "npp_plugin.preprocess": "npp_plugin.preprocessors",
     **{f"npp_plugin.preprocess.{m}": f"npp_plugin.preprocessors.{m}"
        for m in ("hook", "model", "onnx_export", "saliency", "weights")},
+    # the proxies' training helpers joined the training package, next to the stage that uses them
+    "npp_plugin.proxy.train": "npp_plugin.training.proxy_stage",
 }
 
 

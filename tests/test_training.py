@@ -351,7 +351,7 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
     assert w.meta["recipe"]["surrogate"] == "sqlog" and w.meta["recipe"]["proxy"] is None
     torch.manual_seed(0)
     from npp_plugin.preprocessors.model import npp_net
-    from npp_plugin.training.loop import _distil_to_blur
+    from npp_plugin.training.npp_stage import _distil_to_blur
 
     start = npp_net(config="tiny", qa=False)
     _distil_to_blur(start, Batches(BuiltinPhotos("train"), size=64, batch_size=4, seed=1), 2.5,
