@@ -99,13 +99,13 @@ static int range_error(const float *img, const int64_t s[4], int h, int w, int k
             for (int x = 0; x < w; x++) {
                 double v = img[c * s[1] + y * s[2] + x * s[3]];
                 if (!isfinite(v))
-                    return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+                    return bpg_fail_arg(errmsg, "image",
                                     "bpg: image %d of the batch contains NaN or infinite values",
                                     k);
                 lo = v < lo ? v : lo;
                 hi = v > hi ? v : hi;
             }
-    return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+    return bpg_fail_arg(errmsg, "image",
                     "bpg: image %d of the batch: values span [%.4g, %.4g]; expected [0, 1]", k,
                     lo, hi);
 }

@@ -7,17 +7,37 @@
 
 #include "bpg_internal.h"
 
+static void set_message(char **errmsg, const char *argument, const char *fmt, va_list ap)
+{
+    if (!errmsg || *errmsg)
+        return;
+    char tmp[512];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    size_t n = strlen(tmp), a = argument ? strlen(argument) : 0;
+    char *buf = malloc(n + 1 + a + 1); /* NULL on OOM: the caller still has the code */
+    if (buf) {
+        memcpy(buf, tmp, n + 1);
+        memcpy(buf + n + 1, argument ? argument : "", a + 1);
+    }
+    *errmsg = buf;
+}
+
 int bpg_fail(char **errmsg, int code, const char *fmt, ...)
 {
-    if (errmsg && !*errmsg) {
-        va_list ap;
-        va_start(ap, fmt);
-        char tmp[512];
-        vsnprintf(tmp, sizeof tmp, fmt, ap);
-        va_end(ap);
-        *errmsg = strdup(tmp); /* NULL on OOM: the caller still has the code */
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(errmsg, NULL, fmt, ap);
+    va_end(ap);
     return code;
+}
+
+int bpg_fail_arg(char **errmsg, const char *argument, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(errmsg, argument, fmt, ap);
+    va_end(ap);
+    return NPP_BPG_ERR_ARGUMENT;
 }
 
 /* ---- bpg_buf ---------------------------------------------------------------------- */

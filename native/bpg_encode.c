@@ -34,27 +34,27 @@ static const char *const PRESETS[10] = {"ultrafast", "superfast", "veryfast", "f
 static int check_params(const npp_bpg_encode_params *p, int width, int height, int channels,
                         char **errmsg)
 {
-#define BAD(...) return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, __VA_ARGS__)
+#define BAD(argument, ...) return bpg_fail_arg(errmsg, argument, __VA_ARGS__)
     if (width < 1 || height < 1 || width > BPG_MAX_DIM || height > BPG_MAX_DIM)
-        BAD("bpg: image size %dx%d is out of range 1..%d per side", width, height, BPG_MAX_DIM);
+        BAD("image", "bpg: image size %dx%d is out of range 1..%d per side", width, height, BPG_MAX_DIM);
     if (channels != 1 && channels != 3)
-        BAD("bpg: channels=%d is not supported; use 1 (gray) or 3 (RGB)", channels);
+        BAD("channels", "bpg: channels=%d is not supported; use 1 (gray) or 3 (RGB)", channels);
     if (p->qp < 0 || p->qp > 51)
-        BAD("bpg: qp=%d is out of range 0..51", p->qp);
+        BAD("qp", "bpg: qp=%d is out of range 0..51", p->qp);
     if (p->pixel_format < 0 || p->pixel_format > 5)
-        BAD("bpg: pixel_format=%d is out of range 0..5", p->pixel_format);
+        BAD("pixel_format", "bpg: pixel_format=%d is out of range 0..5", p->pixel_format);
     if (p->bit_depth != 8 && p->bit_depth != 10 && p->bit_depth != 12)
-        BAD("bpg: bit_depth=%d is not supported; use 8, 10 or 12", p->bit_depth);
+        BAD("bit_depth", "bpg: bit_depth=%d is not supported; use 8, 10 or 12", p->bit_depth);
     if (p->color_space < 0 || p->color_space > 4)
-        BAD("bpg: color_space=%d is out of range 0..4", p->color_space);
+        BAD("color_space", "bpg: color_space=%d is out of range 0..4", p->color_space);
     if (p->level < 0 || p->level > 9)
-        BAD("bpg: level=%d is out of range 0..9", p->level);
+        BAD("level", "bpg: level=%d is out of range 0..9", p->level);
     if (p->pixel_format == NPP_BPG_FORMAT_GRAY && p->color_space == NPP_BPG_CS_RGB &&
         channels == 3)
-        BAD("bpg: gray output needs a YCbCr or YCgCo color space, not rgb");
+        BAD("color_space", "bpg: gray output needs a YCbCr or YCgCo color space, not rgb");
     if (p->color_space == NPP_BPG_CS_RGB && p->pixel_format != NPP_BPG_FORMAT_444 &&
         p->pixel_format != NPP_BPG_FORMAT_GRAY)
-        BAD("bpg: color space rgb requires 4:4:4 chroma (as bpgenc -c rgb)");
+        BAD("pixel_format", "bpg: color space rgb requires 4:4:4 chroma (as bpgenc -c rgb)");
     /* x265 needs at least one CTU's worth of rows/cols it can search; tiny pictures are
      * padded to 8 anyway, which x265 3.5 handles. */
     return NPP_BPG_OK;
@@ -293,7 +293,7 @@ static int open_x265(npp_bpg_encoder *e, int W8, int H8, int pixel_format, int w
     if (param->tuQTMaxInterDepth > max_tu_depth)
         param->tuQTMaxInterDepth = max_tu_depth;
     if ((uint32_t)W8 < param->maxCUSize || (uint32_t)H8 < param->maxCUSize) {
-        rc = bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+        rc = bpg_fail_arg(errmsg, "image",
                       "bpg: a %dx%d picture is too small for x265 (at least 9 pixels per side)",
                       width, height);
         goto done;
@@ -460,7 +460,7 @@ NPP_API(int) npp_bpg_encoder_encode(npp_bpg_encoder *enc, const uint8_t *pixels,
     if (rc)
         return rc;
     if (stride < (ptrdiff_t)width * channels)
-        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: stride %td is below width*channels %d",
+        return bpg_fail_arg(errmsg, "stride", "bpg: stride %td is below width*channels %d",
                         stride, width * channels);
     /* Gray input is always coded as gray (12.1); gray output needs no chroma. */
     if (channels == 1) {

@@ -29,8 +29,14 @@
 
 /* ---- errors --------------------------------------------------------------------- */
 
-/* Set *errmsg (if errmsg is not NULL) to a malloc'ed printf-style message; returns code. */
+/* Set *errmsg (if errmsg is not NULL) to a malloc'ed printf-style message; returns code.
+ * The buffer is the message, a NUL, then the name of the argument the error is about and
+ * a NUL (empty here; see bpg_fail_arg and npp_bpg_error_argument). */
 int bpg_fail(char **errmsg, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* NPP_BPG_ERR_ARGUMENT about `argument` (a parameter name such as "qp", or "image"), which
+ * npp_bpg_error_argument returns to the caller as data. */
+int bpg_fail_arg(char **errmsg, const char *argument, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- decoding (npp_bpg.c) ---------------------------------------------------------- */

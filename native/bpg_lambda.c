@@ -77,7 +77,7 @@ static int calibrate(int bit_depth, int *state, char **errmsg)
     const char *want = getenv("NPP_BPG_X265_LAMBDA");
     if (want && *want && strcmp(want, "bpgenc") != 0) {
         if (strcmp(want, "x265") != 0)
-            return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+            return bpg_fail_arg(errmsg, "NPP_BPG_X265_LAMBDA",
                             "bpg: NPP_BPG_X265_LAMBDA=%s is not understood; use bpgenc (the "
                             "default) or x265", want);
         *state = NPP_BPG_LAMBDA_X265;
@@ -108,7 +108,7 @@ static int calibrate(int bit_depth, int *state, char **errmsg)
 int bpg_x265_lambda(int bit_depth, int *state, char **errmsg)
 {
     if (bit_depth != 8 && bit_depth != 10 && bit_depth != 12)
-        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+        return bpg_fail_arg(errmsg, "bit_depth",
                         "bpg: bit_depth=%d is not supported; use 8, 10 or 12", bit_depth);
     int k = (bit_depth - 8) / 2, rc = NPP_BPG_OK, decided = 0;
     pthread_mutex_lock(&lambda_lock);

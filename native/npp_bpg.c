@@ -22,6 +22,14 @@ NPP_API(int) npp_bpg_abi(void) { return NPP_BPG_ABI; }
 
 NPP_API(void) npp_bpg_free(void *ptr) { free(ptr); }
 
+NPP_API(const char *) npp_bpg_error_argument(const char *errmsg)
+{
+    if (!errmsg)
+        return NULL;
+    const char *argument = errmsg + strlen(errmsg) + 1;
+    return *argument ? argument : NULL;
+}
+
 NPP_API(int) npp_bpg_get_info(const uint8_t *data, size_t len, npp_bpg_info *info, char **errmsg)
 {
     if (errmsg)
@@ -435,7 +443,7 @@ static int parse_all(const uint8_t *data, size_t len, uint64_t max_pixels, npp_b
                      size_t *pos, size_t *end, bpg_hevc_header *hh, int out_bits, char **errmsg)
 {
     if (out_bits != 8 && out_bits != 16)
-        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: out_bits=%d; use 8 or 16", out_bits);
+        return bpg_fail_arg(errmsg, "out_bits", "bpg: out_bits=%d; use 8 or 16", out_bits);
     int rc = bpg_parse_header(data, len, info, end, errmsg);
     if (rc)
         return rc;
@@ -507,7 +515,7 @@ int bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
     if (!out)
         return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
     if (out_size < need)
-        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
+        return bpg_fail_arg(errmsg, "out_size",
                         "bpg: output buffer of %zu bytes is smaller than the %zu needed", out_size,
                         need);
     return decode_colour(data, pos, end, info, &hh, out_bits, flags, out, errmsg);

@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later
  *
  * npp_bpg: the BPG still-image format on Debian's libx265 (encoder) and libde265
- * (decoder). Flat C API for ctypes: no global mutable state, every call is
- * independent and thread-safe, the library allocates and frees what it returns.
- * (The only static objects: a mutex serialising x265_encoder_open/close, because x265
- * initialises process-wide tables there, and a pthread_once that keeps libde265's
- * lookup tables initialised.)
+ * (decoder). Flat C API for ctypes: every call is thread-safe and independent of the
+ * others in what it reads and returns, and the library allocates and frees what it
+ * returns. It does change one process-wide thing: before the first encoder of a bit
+ * depth opens, it shifts x265's lambda tables (which x265 keeps as globals) by one QP,
+ * once per process and bit depth, so that a QP gives bpgenc's rate and quality; every
+ * x265 encoder in the process, ours or another library's on the same libx265, then uses
+ * the shifted tables (NPP_BPG_X265_LAMBDA=x265 keeps x265's own; npp_bpg_x265_lambda
+ * below says which are in use; bpg_lambda.c says why). The other static objects: a mutex
+ * serialising x265_encoder_open/close, because x265 initialises process-wide tables
+ * there, and a pthread_once that keeps libde265's lookup tables initialised.
  *
  * Format reference: ../shared/conformance/bpg/FORMAT.md (libbpg 0.9.8). Pixel
  * pre-processing (RGB -> YCbCr, chroma decimation, padding) and post-processing
@@ -30,7 +35,7 @@ extern "C" {
 
 #define NPP_BPG_VERSION "1.0.0"
 /* Bumped whenever a struct below or a prototype changes (checked by the loader). */
-#define NPP_BPG_ABI 5
+#define NPP_BPG_ABI 6
 
 /* Status codes (the return value of every fallible call). */
 enum {
@@ -189,6 +194,11 @@ NPP_API(int) npp_bpg_x265_lambda(int bit_depth, int *state, char **errmsg);
 
 /* Free anything this library returned (NULL is fine). */
 NPP_API(void) npp_bpg_free(void *ptr);
+/* The argument an error message from this library is about ("qp", "bit_depth", "image", ...),
+ * or NULL when it names none (it always does for NPP_BPG_ERR_ARGUMENT about a parameter or
+ * the image). The string lives inside errmsg's buffer: do not free it, nor use it after
+ * npp_bpg_free(errmsg). Only for messages made by this library. */
+NPP_API(const char *) npp_bpg_error_argument(const char *errmsg);
 
 #ifdef __cplusplus
 }

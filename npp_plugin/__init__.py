@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from . import _moved
 from .codec import Codec, Param
 from .errors import NppError
 from .hookspecs import hookimpl
-from .preprocessor import Preprocessor
+from .preprocessors.base import Preprocessor
 from .registry import (
     available_codecs,
     available_preprocessors,
@@ -22,7 +23,7 @@ from .registry import (
     get_task,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Codec",
@@ -40,6 +41,16 @@ __all__ = [
     "hookimpl",
     "register_bpg_opener",
 ]
+
+
+_moved.install()  # the import paths of release 0.1.0 (npp_plugin.filters, ...), for one release
+
+
+def __getattr__(name: str):
+    if f"{__name__}.{name}" in _moved.MOVED:  # npp_plugin.filters used without importing it
+        return _moved.top_level(name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def codec_for_data(data: bytes, **config):

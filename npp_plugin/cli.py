@@ -156,7 +156,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .preprocess.model import describe_configs
+    from .preprocessors.model import describe_configs
 
     rows = describe_configs()
     for row in rows:
@@ -165,8 +165,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .preprocess.onnx_export import check_onnx_equivalence, export_onnx
-    from .preprocess.weights import load_weights
+    from .preprocessors.onnx_export import check_onnx_equivalence, export_onnx
+    from .preprocessors.weights import load_weights
 
     net, _ = load_weights(str(args.weights))
     path = export_onnx(net, args.output)

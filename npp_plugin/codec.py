@@ -47,6 +47,7 @@ from .images import (
     check_image_batch,
     is_tensor,
     tensor_batch_to_uint8,
+    to_float_batch,
     to_uint8_rgb,
     uint8_to_tensor_batch,
 )
@@ -54,7 +55,7 @@ from .images import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .preprocessor import Preprocessor
+    from .preprocessors.base import Preprocessor
 
 __all__ = [
     "DEFAULT_PIXEL_LIMIT",
@@ -376,16 +377,21 @@ class Codec(ABC):
             image: PIL image, numpy (H, W, 3) uint8, or torch (3, H, W) float in [0, 1].
             qp: quantisation parameter in ``qp_range`` (lower = better quality).
             preprocess: name of a registered preprocessor (e.g. ``"npp"``) or a
-                :class:`~npp_plugin.Preprocessor` instance, run before encoding.
+                :class:`~npp_plugin.Preprocessor` instance, run before encoding: the path of
+                :meth:`roundtrip` for one image (the image in float, a float tensor as it
+                is, filtered, then rounded to 8 bits once).
             **options: per-call overrides of this codec's ``params``.
         """
         qp = self.validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self.require_available()
-        rgb = to_uint8_rgb(image, codec=self.name)
-        self.validate_size(width=rgb.shape[1], height=rgb.shape[0])
-        if preprocess is not None:
-            rgb = self._preprocess(rgb, preprocess, qp)
+        if preprocess is None:
+            rgb = to_uint8_rgb(image, codec=self.name)
+            self.validate_size(width=rgb.shape[1], height=rgb.shape[0])
+        else:
+            batch = to_float_batch(image, codec=self.name)
+            batch = self._filtered(batch, qp, preprocess)
+            rgb = tensor_batch_to_uint8(batch, codec=self.name, check=False)[0]
         return self._run_encode(rgb, qp, opts)
 
     def _run_encode(self, rgb: np.ndarray, qp: int, opts: dict[str, Any]) -> bytes:
@@ -398,11 +404,22 @@ class Codec(ABC):
             raise CodecError(msg, codec=self.name) from exc
         return bytes(data)
 
-    def _preprocess(self, rgb: np.ndarray, preprocess: Any, qp: int) -> np.ndarray:
-        from .preprocessor import resolve_preprocessor
+    def _filtered(self, batch: torch.Tensor, qp: int, preprocess: Any) -> torch.Tensor:
+        """The one pre-encode step of ``encode`` and ``roundtrip``: check the size, run the
+        preprocessor on the float batch (it checks its input and clamps its output), and
+        check what it returned unless this codec checks values while converting."""
+        import torch
+
+        from .preprocessors.base import resolve_preprocessor
 
         prep = resolve_preprocessor(preprocess)
-        return prep.apply_uint8(rgb[None], codec=self, qp=qp)[0]
+        check_image_batch(batch, who=self.name, codec=self.name, values=False)
+        self.validate_size(width=batch.shape[3], height=batch.shape[2])
+        with torch.inference_mode():
+            out = prep(batch, codec=self, qp=qp)
+        check_image_batch(out, who=f"{self.name}: output of preprocessor {prep.name!r}", codec=self.name,
+                          values=not self._checks_values_in_roundtrip)
+        return out
 
     def decode(self, data: bytes, /, *, high_bit_depth: bool = False,
                pixel_limit: int | None = _PROCESS_LIMIT) -> np.ndarray:
@@ -482,7 +499,10 @@ class Codec(ABC):
     def encode_batch(
         self, images: Sequence[np.ndarray], /, *, qp: int, workers: int | None = None, **options: Any
     ) -> list[bytes]:
-        """Encode (H, W, 3) uint8 arrays in parallel threads."""
+        """Deprecated (goes in the next release): encode (H, W, 3) uint8 arrays in parallel
+        threads. Use :meth:`roundtrip` for a batch, or :meth:`encode` per image."""
+        warnings.warn("Codec.encode_batch() is deprecated and goes in the next release; use Codec.roundtrip() "
+                      "for a batch or Codec.encode() per image", DeprecationWarning, stacklevel=2)
         qp = self.validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self.require_available()
@@ -490,14 +510,28 @@ class Codec(ABC):
         return self._map(lambda a: self._run_encode(a, qp, opts), arrays, workers)
 
     def roundtrip(
-        self, batch: torch.Tensor, /, *, qp: int, workers: int | None = None, **options: Any
+        self,
+        batch: torch.Tensor,
+        /,
+        *,
+        qp: int,
+        preprocess: str | Preprocessor | None = None,
+        workers: int | None = None,
+        **options: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode and decode a batch through the real codec.
+        """Encode and decode a batch through the real codec, optionally preprocessed first.
+
+        The one door of the project: evaluation, calibration and training's validation code
+        their images here. With ``preprocess`` the batch is filtered in float and rounded to
+        8 bits once, inside the codec (BPG: in its native batch call).
 
         Args:
             batch: (N, 3, H, W) float tensor in [0, 1].
             qp: quantisation parameter.
+            preprocess: a registered preprocessor's name (``"npp"``, ``"blur05"``) or a
+                :class:`~npp_plugin.Preprocessor`, run on ``batch`` first; None: none.
             workers: parallel workers (default: one per core).
+            **options: per-call overrides of this codec's ``params``.
 
         Returns:
             ``(recon, bits)``: the decoded images (same shape, dtype and device as ``batch``)
@@ -509,10 +543,15 @@ class Codec(ABC):
         qp = self.validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self.require_available()
-        check_image_batch(batch, who=self.name, codec=self.name,
-                          values=not self._checks_values_in_roundtrip)
-        self.validate_size(width=batch.shape[3], height=batch.shape[2])
-        return self._roundtrip_tensor(batch, qp, opts, workers)
+        if preprocess is None:
+            check_image_batch(batch, who=self.name, codec=self.name,
+                              values=not self._checks_values_in_roundtrip)
+            self.validate_size(width=batch.shape[3], height=batch.shape[2])
+            coded = batch
+        else:
+            coded = self._filtered(batch, qp, preprocess)
+        recon, bits = self._roundtrip_tensor(coded, qp, opts, workers)
+        return recon.to(device=batch.device, dtype=batch.dtype), bits
 
     def _roundtrip_tensor(
         self, batch: torch.Tensor, qp: int, opts: dict[str, Any], workers: int | None

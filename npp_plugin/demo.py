@@ -22,7 +22,7 @@ from .errors import WeightsError
 def _npp_variant(weights: str | None) -> str | None:
     """The NPP variant spec when weights can be found, else None (the demo then runs the plain
     codecs and the baselines, as the README says)."""
-    from .preprocess.weights import resolve_weights
+    from .preprocessors.weights import resolve_weights
 
     try:
         path = resolve_weights(weights)

@@ -48,8 +48,10 @@ def npp_register_preprocessors(register: Callable[..., None]) -> None:
     """Register preprocessors that run before any codec's encoder.
 
     :param register: call ``register(name, factory)`` where ``factory(**config)`` returns a
-        :class:`npp_plugin.Preprocessor`. ``codec.encode(img, qp=..., preprocess=name)`` then
-        runs it on the image before encoding.
+        :class:`npp_plugin.Preprocessor`. ``codec.roundtrip(batch, qp=..., preprocess=name)``
+        and ``codec.encode(img, qp=..., preprocess=name)`` then run it on the float image
+        before encoding (evaluation does too). Set the class attribute ``codec_independent``
+        to True only when the output ignores ``codec`` and ``qp``.
     """
 
 

@@ -19,7 +19,14 @@ import numpy as np
 
 from .errors import InvalidArgumentError, ShapeError
 
-__all__ = ["check_image_batch", "is_tensor", "tensor_batch_to_uint8", "to_uint8_rgb", "uint8_to_tensor_batch"]
+__all__ = [
+    "check_image_batch",
+    "is_tensor",
+    "tensor_batch_to_uint8",
+    "to_float_batch",
+    "to_uint8_rgb",
+    "uint8_to_tensor_batch",
+]
 
 _EXPECTED = "(H, W, 3) uint8 array, (3, H, W) float tensor in [0, 1], or RGB PIL image"
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -74,12 +81,15 @@ def _from_numpy(arr: np.ndarray, codec: str | None) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _from_tensor(t: Any, codec: str | None) -> np.ndarray:
-    name = codec or "codec"
+def _check_tensor_image(t: Any, codec: str | None) -> None:
     if t.ndim != 3 or t.shape[0] != 3:
-        msg = f"{name}: tensor image has shape {tuple(t.shape)}; expected (3, H, W) float in [0, 1]"
+        msg = f"{codec or 'codec'}: tensor image has shape {tuple(t.shape)}; expected (3, H, W) float in [0, 1]"
         raise ShapeError(msg, actual_shape=tuple(t.shape), expected_shape="(3, H, W)", codec=codec)
     _check_size(t.shape[1], t.shape[2], codec, tuple(t.shape))
+
+
+def _from_tensor(t: Any, codec: str | None) -> np.ndarray:
+    _check_tensor_image(t, codec)
     return tensor_batch_to_uint8(t.unsqueeze(0), codec=codec)[0]
 
 
@@ -99,31 +109,55 @@ def to_uint8_rgb(image: Any, *, codec: str | None = None) -> np.ndarray:
     raise InvalidArgumentError(msg, codec=codec, argument="image", allowed=_EXPECTED)
 
 
-def check_image_batch(batch: Any, *, who: str, codec: str | None = None, values: bool = True) -> None:
-    """Raise unless ``batch`` is a (N, 3, H, W) float tensor, non-empty, and (with ``values``)
-    finite in [0, 1]. ``who`` names the caller in the message (a codec, preprocessor, task)."""
-    import torch
+def to_float_batch(image: Any, *, codec: str | None = None):
+    """``image`` as a (1, 3, H, W) float tensor in [0, 1] for a preprocessor: a (3, H, W)
+    float tensor as it is (not rounded to 8 bits; checked as :func:`to_uint8_rgb` checks
+    it), anything else through :func:`to_uint8_rgb` (exact in float)."""
+    if is_tensor(image):
+        _check_tensor_image(image, codec)
+        batch = image.detach().unsqueeze(0)
+        check_image_batch(batch, who=codec or "codec", codec=codec)
+        return batch
+    return uint8_to_tensor_batch(to_uint8_rgb(image, codec=codec)[None])
 
-    shape = tuple(batch.shape) if torch.is_tensor(batch) else ()
-    if not torch.is_tensor(batch) or batch.ndim != 4 or batch.shape[1] != 3:
-        msg = f"{who}: expected a (N, 3, H, W) float tensor in [0, 1], got shape {shape}"
-        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", codec=codec, argument="batch")
-    if not torch.is_floating_point(batch):
-        msg = f"{who}: tensor has dtype {batch.dtype}; expected a floating point tensor in [0, 1]"
-        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="float in [0, 1]")
-    if batch.numel() == 0:
+
+def check_image_batch(batch: Any, *, who: str, codec: str | None = None, values: bool = True,
+                      argument: str | None = None) -> None:
+    """Raise unless ``batch`` is a (N, 3, H, W) floating-point torch tensor (or numpy array),
+    non-empty, and (with ``values``) finite in [0, 1]. The one batch check of the project:
+    codecs, preprocessors, NPP networks, the ONNX runner and training steps use it. ``who``
+    names the caller in the message (a codec, preprocessor, network); ``argument`` is the
+    argument the errors name (default: ``batch`` for the shape, ``image`` for the values)."""
+    array = isinstance(batch, np.ndarray)
+    if not array:
+        import torch  # not for arrays: the ONNX runner works without torch
+    kind = "array" if array else "tensor"
+    ok_type = array or torch.is_tensor(batch)
+    shape = tuple(batch.shape) if ok_type else ()
+    if not ok_type or batch.ndim != 4 or batch.shape[1] != 3:
+        msg = f"{who}: expected a (N, 3, H, W) float {kind} in [0, 1], got shape {shape}"
+        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", codec=codec,
+                         argument=argument or "batch")
+    if not (np.issubdtype(batch.dtype, np.floating) if array else torch.is_floating_point(batch)):
+        msg = f"{who}: {kind} has dtype {batch.dtype}; expected a floating point {kind} in [0, 1]"
+        raise InvalidArgumentError(msg, codec=codec, argument=argument or "image", allowed="float in [0, 1]")
+    if min(shape) == 0:
         msg = f"{who}: batch has zero size {shape}"
-        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", codec=codec)
+        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", codec=codec,
+                         argument=argument or "batch")
     if not values:
         return
     # one pass for both bounds; NaN propagates into them, and inf lands on one of them
-    lo, hi = (float(v) for v in torch.aminmax(batch.detach()))
+    if array:
+        lo, hi = float(batch.min()), float(batch.max())
+    else:
+        lo, hi = (float(v) for v in torch.aminmax(batch.detach()))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        msg = f"{who}: image tensor contains NaN or infinite values"
-        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="finite values in [0, 1]")
+        msg = f"{who}: image {kind} contains NaN or infinite values"
+        raise InvalidArgumentError(msg, codec=codec, argument=argument or "image", allowed="finite values in [0, 1]")
     if lo < -1e-6 or hi > 1 + 1e-6:
-        msg = f"{who}: image tensor values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
-        raise InvalidArgumentError(msg, codec=codec, argument="image", allowed="[0, 1]")
+        msg = f"{who}: image {kind} values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
+        raise InvalidArgumentError(msg, codec=codec, argument=argument or "image", allowed="[0, 1]")
 
 
 def tensor_batch_to_uint8(batch: Any, *, codec: str | None = None, check: bool = True) -> np.ndarray:

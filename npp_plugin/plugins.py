@@ -56,8 +56,8 @@ __all__ = [
 #: Built-in plugin modules, registered under these names.
 DEFAULT_PLUGINS: dict[str, str] = {
     "bpg": "npp_plugin.codecs.bpg",
-    "npp": "npp_plugin.preprocess.hook",
-    "filters": "npp_plugin.filters",
+    "npp": "npp_plugin.preprocessors.hook",
+    "filters": "npp_plugin.preprocessors.filters",
     "tasks": "npp_plugin.tasks.builtin",
 }
 

@@ -3,6 +3,7 @@ loader, and the C pixel arithmetic against FORMAT.md's worked examples."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -140,6 +141,26 @@ def test_bad_options_name_the_argument(options, argument):
     with pytest.raises(InvalidArgumentError) as err:
         BpgCodec(**options)
     assert err.value.argument == argument and err.value.codec == "bpg"
+
+
+@pytest.mark.parametrize(("field", "value", "argument"),
+                         [("qp", 60, "qp"), ("level", 12, "level"), ("bit_depth", 9, "bit_depth"),
+                          ("pixel_format", 7, "pixel_format"), ("color_space", 9, "color_space")])
+def test_the_library_names_the_argument_as_data(small, field, value, argument):
+    """Assert the C library's own argument errors (past the Python checks) name the argument
+    through ``npp_bpg_error_argument``, not through the text of the message."""
+    from npp_plugin._native import _lib as native
+
+    lib = native.get_lib()
+    params = BpgCodec(fast=True)._native_params(30, BpgCodec(fast=True).get_config())
+    setattr(params, field, value)
+    with pytest.raises(InvalidArgumentError, match=f"{field}={value}") as err:
+        BpgCodec._encode_raw(lib, small, params)
+    assert err.value.argument == argument and err.value.codec == "bpg"
+    # a message that names no argument gives None, not a guess
+    msg, ref = native.new_errmsg()
+    status = lib.npp_bpg_get_info(b"BPG\xfb", 4, ctypes.byref(native.Info()), ref)
+    assert status == native.ERR_CORRUPT and native.take_error(lib, msg)[1] is None
 
 
 def test_gray_with_rgb_color_space_is_refused(small):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from npp_plugin.cli import main
 
-from .conftest import psnr
+from .conftest import ROOT, psnr
 
 
 @pytest.fixture
@@ -24,14 +24,36 @@ def png(tmp_path, photo) -> Path:
     return path
 
 
+def _hook_version(name: str) -> str:
+    import tomllib
+
+    return tomllib.loads((ROOT / "hooks" / f"npp-{name}" / "pyproject.toml").read_text())["project"]["version"]
+
+
 def test_plugins_json_lists_codecs_from_entry_points(capsys):
     assert main(["plugins"]) == 0
     rows = {r["plugin"]: r for r in json.loads(capsys.readouterr().out)}
     for name in ("jpeg", "heif", "vvc"):
         assert rows[name]["codecs"] == [name]
         assert rows[name]["distribution"] == f"npp-{name}"
-        assert rows[name]["version"] == "0.1.0"
+        assert rows[name]["version"] == _hook_version(name)
         assert rows[name]["errors"] == []
+
+
+def test_hook_distributions_pin_the_release_with_the_public_codec_contract():
+    """Assert each plugin in hooks/ requires npp_plugin >= 0.2.0 (the release where
+    validate_qp, validate_size, validate_data and HeaderSize became public), which this
+    npp_plugin satisfies."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    import npp_plugin
+
+    for name in ("heif", "jpeg", "vvc"):
+        deps = tomllib.loads((ROOT / "hooks" / f"npp-{name}" / "pyproject.toml").read_text())["project"]["dependencies"]
+        req = next(Requirement(d) for d in deps if Requirement(d).name == "npp_plugin")
+        assert str(req.specifier) == ">=0.2.0", name
+        assert req.specifier.contains(npp_plugin.__version__)
 
 
 def test_codecs_json(capsys):

@@ -20,7 +20,7 @@ from npp_plugin.errors import CodecError, InvalidArgumentError
 from npp_plugin.evaluation import SweepSpec, finalize, folder_images, merge_shards, run_sweep
 from npp_plugin.evaluation.__main__ import main
 from npp_plugin.evaluation.store import RowStore, row_key
-from npp_plugin.filters import GaussianBlur
+from npp_plugin.preprocessors.filters import GaussianBlur
 from tests.test_eval_fixtures import FailingCodec, TinyClassifier, ZlibQuantCodec
 
 ROOT = Path(__file__).resolve().parents[1]

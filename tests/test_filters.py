@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from npp_plugin.errors import InvalidArgumentError
-from npp_plugin.filters import BilateralFilter, GaussianBlur, GuidedFilter, gaussian_blur
+from npp_plugin.preprocessors.filters import (
+    BilateralFilter,
+    GaussianBlur,
+    GuidedFilter,
+    gaussian_blur,
+)
 from tests.test_eval_fixtures import ZlibQuantCodec
 
 CODEC = ZlibQuantCodec()

@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 import npp_plugin  # noqa: E402
 from npp_plugin import Codec, get_codec, get_preprocessor, registry  # noqa: E402
 from npp_plugin.errors import InvalidArgumentError, ShapeError, WeightsError  # noqa: E402
-from npp_plugin.preprocess import hook  # noqa: E402
-from npp_plugin.preprocess import weights as W  # noqa: E402
-from npp_plugin.preprocess.model import npp_net  # noqa: E402
+from npp_plugin.preprocessors import hook  # noqa: E402
+from npp_plugin.preprocessors import weights as W  # noqa: E402
+from npp_plugin.preprocessors.model import npp_net  # noqa: E402
 
 META = {"codec": "rawtest", "recipe": {"stage": 0, "kind": "test"}, "fidelity": {"kind": "none"}}
 
@@ -85,7 +85,7 @@ def _image(h=48, w=64, seed=3):
 
 def test_hook_import_is_cheap():
     """Assert importing the plugin module (plugin discovery) does not import torch."""
-    code = "import sys, npp_plugin.preprocess.hook; print('torch' in sys.modules)"
+    code = "import sys, npp_plugin.preprocessors.hook; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from npp_plugin.errors import InvalidArgumentError, ShapeError  # noqa: E402
-from npp_plugin.preprocess.model import (  # noqa: E402
+from npp_plugin.preprocessors.model import (  # noqa: E402
     CONFIGS,
     NppConfig,
     NppNet,

@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from npp_plugin.errors import InvalidArgumentError, WeightsError  # noqa: E402
-from npp_plugin.preprocess import weights as W  # noqa: E402
-from npp_plugin.preprocess.model import NppNet, npp_net  # noqa: E402
+from npp_plugin.preprocessors import weights as W  # noqa: E402
+from npp_plugin.preprocessors.model import NppNet, npp_net  # noqa: E402
 
 META = {
     "codec": {"codec": "jpeg", "chroma": "420"},

@@ -115,7 +115,7 @@ def _batches(size=64, n=4, seed=0):
 @pytest.mark.slow
 def test_rd_pretraining_lowers_the_loss():
     """Assert 60 steps of RD pretraining lower the RD loss on photo crops."""
-    from npp_plugin.proxy.train import pretrain_rd
+    from npp_plugin.training.proxy_stage import pretrain_rd
 
     torch.manual_seed(0)
     p = proxy_codec(arch="bmshj2018_hyperprior", N=16, M=16)
@@ -132,7 +132,7 @@ def test_finetune_imitates_the_codec_and_tracks_its_rate():
     """Assert fine-tuning raises the proxy's PSNR against JPEG's reconstruction, steers λ_p
     towards the codec's payload rate, records what it imitates, and compare_with_codec reports
     the gap fields."""
-    from npp_plugin.proxy.train import compare_with_codec, finetune_to_codec, pretrain_rd
+    from npp_plugin.training.proxy_stage import compare_with_codec, finetune_to_codec, pretrain_rd
 
     torch.manual_seed(0)
     codec = get_codec("jpeg")
@@ -157,7 +157,7 @@ def test_bd_rate_of_the_proxy_curve():
     """Assert the gap is +10 % for a proxy spending 10 % more bits at equal PSNR, and None
     (not NaN) when the curves do not overlap or there are too few QPs."""
     pytest.importorskip("bjontegaard")
-    from npp_plugin.proxy.train import _bd_rate
+    from npp_plugin.training.proxy_stage import _bd_rate
 
     rows = [{"bpp_codec": r, "psnr_codec": d, "bpp_proxy": 1.1 * r, "psnr_proxy": d}
             for r, d in [(0.2, 27.0), (0.35, 29.0), (0.6, 31.0), (1.0, 33.0), (1.6, 35.0)]]
@@ -171,7 +171,7 @@ def test_bd_psnr_of_the_proxy_curve_where_only_rates_overlap():
     """A proxy 10 dB below the codec at every rate: BD-rate undefined (no PSNR overlap),
     BD-PSNR -10 dB; a proxy identical to the codec: 0 dB."""
     pytest.importorskip("bjontegaard")
-    from npp_plugin.proxy.train import _bd_psnr, _bd_rate
+    from npp_plugin.training.proxy_stage import _bd_psnr, _bd_rate
 
     rows = [{"bpp_codec": r, "psnr_codec": d, "bpp_proxy": r, "psnr_proxy": d - 10.0}
             for r, d in [(0.2, 29.0), (0.35, 31.0), (0.6, 33.0), (1.0, 35.0), (1.6, 37.0)]]

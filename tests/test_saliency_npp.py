@@ -9,8 +9,8 @@ import torch
 
 import npp_plugin
 from npp_plugin.errors import InvalidArgumentError, WeightsError
-from npp_plugin.filters import TunedBlur, gaussian_blur
-from npp_plugin.preprocess.saliency import SaliencyBlurConfig, SaliencyBlurNet
+from npp_plugin.preprocessors.filters import TunedBlur, gaussian_blur
+from npp_plugin.preprocessors.saliency import SaliencyBlurConfig, SaliencyBlurNet
 
 from .conftest import require_codec
 
@@ -75,7 +75,7 @@ def test_bad_configurations_are_refused():
 
 def test_weights_round_trip_and_preprocessor(tmp_path, photo):
     """Assert a saved saliency-blur network loads back equal, through the 'npp' hook too."""
-    from npp_plugin.preprocess.weights import load_weights, save_weights
+    from npp_plugin.preprocessors.weights import load_weights, save_weights
 
     net = SaliencyBlurNet()
     net.set_anchor(2, sigma_bg=1.4, sigma_fg=0.5, gamma=1.5, chroma=2.0)

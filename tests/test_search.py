@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from npp_plugin.filters import gaussian_blur
-from npp_plugin.preprocess.saliency import SaliencyBlurConfig, SaliencyBlurNet
+from npp_plugin.preprocessors.filters import gaussian_blur
+from npp_plugin.preprocessors.saliency import SaliencyBlurConfig, SaliencyBlurNet
 from npp_plugin.registry import get_task
 from npp_plugin.training.data import BuiltinPhotos
 from npp_plugin.training.search import (

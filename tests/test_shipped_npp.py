@@ -25,7 +25,7 @@ def test_shipped_tuned_blur_records_its_provenance():
 
 
 def test_shipped_npp_weights_record_recipe_and_metrics():
-    from npp_plugin.preprocess.weights import read_weights, shipped_weights
+    from npp_plugin.preprocessors.weights import read_weights, shipped_weights
 
     assert "default" in shipped_weights()
     w = read_weights()

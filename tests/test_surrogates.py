@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from npp_plugin.errors import InvalidArgumentError
-from npp_plugin.filters import gaussian_blur
+from npp_plugin.preprocessors.filters import gaussian_blur
 from npp_plugin.training.surrogates import (
     _blocks,
     chroma_format,

@@ -299,7 +299,7 @@ def test_proxy_run_logs_the_paired_diagnostics_and_recipe(proxies, tmp_path):
     the identity (R/R_plain 1 at step 0), follows the learning-rate schedule, and records
     the recipe and fidelity design in the weights. (Whether it *helps* is not asserted: with
     a 16-channel proxy that depends on the machine's floating-point path.)"""
-    from npp_plugin.preprocess.weights import load_weights
+    from npp_plugin.preprocessors.weights import load_weights
     from npp_plugin.training.loop import run
 
     n = 20
@@ -329,7 +329,7 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
     rate, codec-masked Jacobian; no proxy network). Asserted: a fall of over 15 % on fixed
     batches (measured: see the README), the surrogate check logged at the start and every
     5 steps, and the EMA weights saved."""
-    from npp_plugin.preprocess.weights import load_weights
+    from npp_plugin.preprocessors.weights import load_weights
     from npp_plugin.training.loop import objective, run
 
     cfg = TrainConfig(stage="npp", out=str(tmp_path), qp=34, steps=30, seed=1, surrogate="sqlog",
@@ -350,8 +350,8 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
     net, w = load_weights(summary["outputs"]["weights"])
     assert w.meta["recipe"]["surrogate"] == "sqlog" and w.meta["recipe"]["proxy"] is None
     torch.manual_seed(0)
-    from npp_plugin.preprocess.model import npp_net
-    from npp_plugin.training.loop import _distil_to_blur
+    from npp_plugin.preprocessors.model import npp_net
+    from npp_plugin.training.npp_stage import _distil_to_blur
 
     start = npp_net(config="tiny", qa=False)
     _distil_to_blur(start, Batches(BuiltinPhotos("train"), size=64, batch_size=4, seed=1), 2.5,
@@ -365,7 +365,7 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
 def test_stage3_adds_qa_and_draws_qps(proxies, tmp_path):
     """Assert stage 3 starts from stage-2 weights, adds QA layers, trains at QPs from the list,
     and the proxy-in-both-passes ablation still logs the real codec's rate."""
-    from npp_plugin.preprocess.weights import load_weights
+    from npp_plugin.preprocessors.weights import load_weights
     from npp_plugin.training.loop import run
 
     s2 = run(TrainConfig(stage="npp", out=str(tmp_path), qp=34, steps=3, proxies=str(proxies), **TINY))

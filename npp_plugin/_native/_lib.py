@@ -5,8 +5,13 @@ Locating: ``$NPP_BPG_LIBRARY`` if set, else ``libnpp_bpg.so`` inside this packag
 ``npp_bpg_version``/``npp_bpg_abi``; every failure becomes one
 :class:`~npp_plugin.errors.NativeLibraryError` listing the likely causes.
 
-Calls go through :class:`ctypes.CDLL`, which releases the GIL for their duration; the
-library keeps no global state, so encodes and decodes run in parallel threads.
+Calls go through :class:`ctypes.CDLL`, which releases the GIL for their duration; calls
+share no state that they change, so encodes and decodes run in parallel threads. One
+process-wide change is the library's: before the first encoder of a bit depth opens, it
+shifts x265's lambda tables (globals of libx265) by one QP, once per process and bit
+depth, so that a QP gives ``bpgenc``'s rate and quality; every x265 encoder in the process
+then uses them (``NPP_BPG_X265_LAMBDA=x265`` keeps x265's own;
+:meth:`~npp_plugin.codecs.bpg.BpgCodec.x265_lambda` says which are in use).
 Ownership: buffers and messages the library returns are copied, then released with
 ``npp_bpg_free`` in a ``finally``.
 """
@@ -15,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import sys
 import threading
 from ctypes import (
@@ -58,7 +62,7 @@ __all__ = [
 #: Environment variable naming the library file to load instead of the packaged one.
 ENV_VAR = "NPP_BPG_LIBRARY"
 #: NPP_BPG_ABI in native/npp_bpg.h: the struct layouts and prototypes below match it.
-ABI = 5
+ABI = 6
 
 # Status codes and flags of native/npp_bpg.h.
 OK, ERR_ARGUMENT, ERR_NOMEM, ERR_CORRUPT, ERR_UNSUPPORTED, ERR_ENCODER, ERR_DECODER, ERR_LIMIT = range(8)
@@ -198,6 +202,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     # void npp_bpg_free(void *ptr);
     lib.npp_bpg_free.argtypes = [c_void_p]
     lib.npp_bpg_free.restype = None
+    # const char *npp_bpg_error_argument(const char *errmsg);  -- inside errmsg, not freed
+    lib.npp_bpg_error_argument.argtypes = [c_void_p]
+    lib.npp_bpg_error_argument.restype = c_char_p
 
 
 class _LibWrapper:
@@ -280,10 +287,18 @@ def unavailable_reason() -> str | None:
 
 def take_message(lib: ctypes.CDLL, ptr: c_void_p) -> str:
     """Copy and free a library-allocated ``char *``."""
+    return take_error(lib, ptr)[0]
+
+
+def take_error(lib: ctypes.CDLL, ptr: c_void_p) -> tuple[str, str | None]:
+    """Copy and free an error message of the library: its text and the argument it is about
+    (``npp_bpg_error_argument``; None when it names none)."""
     if not ptr.value:
-        return ""
+        return "", None
     try:
-        return ctypes.string_at(ptr.value).decode("utf-8", "replace")
+        argument = lib.npp_bpg_error_argument(ptr.value)
+        text = ctypes.string_at(ptr.value).decode("utf-8", "replace")
+        return text, None if argument is None else argument.decode("ascii", "replace")
     finally:
         lib.npp_bpg_free(ptr)
 
@@ -292,9 +307,9 @@ def check_status(lib: ctypes.CDLL, status: int, errmsg: c_void_p, *, action: str
                  argument: str | None = None, info: Info | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Raise the typed error for a non-zero status (freeing the message). An argument error
-    names the argument its message names ("bpg: <argument>=<value> ..."), else ``argument``
-    (default: ``action``); a limit error the size in ``info`` and ``max_pixels``."""
-    message = take_message(lib, errmsg)
+    names the argument the library says it is about (``npp_bpg_error_argument``), else
+    ``argument`` (default: ``action``); a limit error the size in ``info`` and ``max_pixels``."""
+    message, named = take_error(lib, errmsg)
     if status == OK:
         return
     text = message or f"bpg: {action} failed with status {status}"
@@ -304,9 +319,7 @@ def check_status(lib: ctypes.CDLL, status: int, errmsg: c_void_p, *, action: str
     if status == ERR_CORRUPT:
         raise CorruptStreamError(text, codec="bpg")
     if status == ERR_ARGUMENT:
-        named = re.match(r"bpg: (\w+)=", text)
-        raise InvalidArgumentError(text, codec="bpg",
-                                   argument=named.group(1) if named else argument or action)
+        raise InvalidArgumentError(text, codec="bpg", argument=named or argument or action)
     raise CodecError(text, codec="bpg")
 
 

@@ -121,11 +121,9 @@ class BpgCodec(Codec):
         level: compression effort 1..9 mapped to x265 presets like ``bpgenc -m``
             (1 superfast ... 8 veryslow, the default, ... 9 placebo).
         fast: **the fast setting for training loops**: x265's ``ultrafast`` preset with a
-            16x16 CTU (``level`` is ignored; every CU 16x16, no SAO, no RDOQ). Measured on
-            six 256x256 photo crops at QP 27..39: encoding takes 0.21x the time of level 1
-            and 0.09-0.11x that of level 8, for a BD-rate (RGB PSNR) of +33 % vs level 1 and
-            +35 % vs level 8; the 16x16 CTU itself saves ~45 % of ultrafast's time for ~1 %
-            of BD-rate. Still a standard BPG file that any decoder reads.
+            16x16 CTU (``level`` is ignored; every CU 16x16, no SAO, no RDOQ): a fraction of
+            level 8's encoding time for a higher BD-rate (the measured figures: README, "BPG
+            in-process"). Still a standard BPG file that any decoder reads.
         hash: add the MD5 picture-hash SEI (``bpgenc -hash``); decoding then verifies it.
     """
 
@@ -162,9 +160,8 @@ class BpgCodec(Codec):
         """Which lambda tables x265 uses in this process for ``bit_depth``:
 
         * ``"bpgenc"`` (the default): x265 3.5's tables shifted by one QP, so that a QP
-          gives the rate and quality ``bpgenc -q`` gives with libbpg's bundled x265 (within
-          4.4 % bpp and 0.11 dB on the conformance vectors; unshifted, +5-10 % bpp and
-          +0.2-0.5 dB at the same slice QP, on the same rate-PSNR curve);
+          gives the rate and quality ``bpgenc -q`` gives with libbpg's bundled x265 (how close,
+          and how far apart unshifted: README, "BPG in-process"; ``native/bpg_lambda.c``);
         * ``"x265"``: x265's own, because ``NPP_BPG_X265_LAMBDA=x265`` was set when the first
           encoder of that bit depth opened;
         * ``"x265 (tables not found)"``: this libx265 does not export its tables, or they

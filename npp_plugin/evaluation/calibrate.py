@@ -11,18 +11,17 @@ subset of the images, divide by the uncompressed score, make the ratio non-incre
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..codec import Codec, default_workers
+from ..codec import Codec
 from ..errors import InvalidArgumentError
 from ..images import uint8_to_tensor_batch
 from ..tasks import Task
 from .inputs import EvalImage, select_evenly
-from .sweep import SweepSpec, _targets, code_batch
+from .sweep import SweepSpec, _targets
 
 __all__ = ["Calibration", "calibrate", "choose_qps", "default_grid"]
 
@@ -115,29 +114,26 @@ def calibrate(
     spec = SweepSpec({}, {}, {"t": task}, {}, labels=labels)
     sums = np.zeros(len(grid))
     ref_sum, n = 0.0, 0
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        for start in range(0, len(subset), batch_size):
-            batch = subset[start : start + batch_size]
-            pixels = [img.load() for img in batch]
-            if len({p.shape for p in pixels}) != 1:  # whole files of mixed sizes: one at a time
-                groups = [([b], [p]) for b, p in zip(batch, pixels, strict=True)]
-            else:
-                groups = [(batch, pixels)]
-            for items, pix in groups:
-                arr = np.stack(pix)
-                x = uint8_to_tensor_batch(arr)
+    for start in range(0, len(subset), batch_size):
+        batch = subset[start : start + batch_size]
+        pixels = [img.load() for img in batch]
+        if len({p.shape for p in pixels}) != 1:  # whole files of mixed sizes: one at a time
+            groups = [([b], [p]) for b, p in zip(batch, pixels, strict=True)]
+        else:
+            groups = [(batch, pixels)]
+        for items, pix in groups:
+            x = uint8_to_tensor_batch(np.stack(pix))
+            with torch.inference_mode():
+                target = _targets(spec, items, {"t": task.reference(x)})["t"]
+                ref_scores = task.score(x, target).double()
+                # images the task cannot judge (NaN, e.g. no person) are left out
+                usable = torch.isfinite(ref_scores)
+                ref_sum += float(ref_scores[usable].sum())
+            for j, qp in enumerate(grid):
+                recon, _bits = codec.roundtrip(x, qp=qp, workers=workers)
                 with torch.inference_mode():
-                    target = _targets(spec, items, {"t": task.reference(x)})["t"]
-                    ref_scores = task.score(x, target).double()
-                    # images the task cannot judge (NaN, e.g. no person) are left out
-                    usable = torch.isfinite(ref_scores)
-                    ref_sum += float(ref_scores[usable].sum())
-                futures = [code_batch(codec, arr, qp, pool) for qp in grid]
-                for j, fs in enumerate(futures):
-                    recon = uint8_to_tensor_batch([f.result()[0] for f in fs])
-                    with torch.inference_mode():
-                        sums[j] += float(task.score(recon, target).double()[usable].nan_to_num(0.0).sum())
-                n += int(usable.sum())
+                    sums[j] += float(task.score(recon, target).double()[usable].nan_to_num(0.0).sum())
+            n += int(usable.sum())
     notes = []
     if n == 0:
         msg = (f"calibration: task {task_label or task.name!r} could judge none of the {len(subset)} calibration "

@@ -2,10 +2,12 @@
 
 Work is done per batch of images. For each batch the uncompressed prediction of every task
 network is computed once (it is the target when there are no labels); then every missing
-(codec, QP, variant) unit is preprocessed, and all its images are encoded and decoded in a
-thread pool (the codecs release the GIL: libjpeg-turbo via Pillow, libx265/libde265 via
-ctypes, pillow-heif, external encoders), so the cores stay busy with codec work while the
-main thread scores finished units with torch.
+(codec, QP, variant) unit goes through the codec's one door,
+``codec.roundtrip(batch, qp=qp, preprocess=variant, workers=workers)``: the preprocessor in
+float, one rounding to 8 bits, and the codec's own batch route (BPG: one native call with
+one thread per core; other codecs: the base class's worker threads), then the unit is scored
+with torch. A variant whose preprocessor is ``codec_independent`` is filtered once per batch
+and that result is coded at every codec and QP.
 
 Resumable: each finished unit appends its rows to ``rows.jsonl`` (see :mod:`.store`) keyed by
 (kind, image, codec, QP, variant, task); a rerun with ``resume=True`` skips every key present.
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,17 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from ..codec import Codec, default_workers
+from ..codec import Codec
 from ..errors import InvalidArgumentError
 from ..fileio import atomic_write_bytes
-from ..images import tensor_batch_to_uint8, uint8_to_tensor_batch
-from ..preprocessor import Preprocessor
+from ..images import uint8_to_tensor_batch
+from ..preprocessors.base import Preprocessor
 from ..tasks import Task
 from .inputs import EvalImage
 from .metrics import FIDELITY_METRICS, bpp, fidelity, kl_divergence
 from .store import RowStore
 
-__all__ = ["NO_TASK", "PLAIN", "SweepSpec", "SweepStats", "code_batch", "run_sweep"]
+__all__ = ["NO_TASK", "PLAIN", "SweepSpec", "SweepStats", "run_sweep"]
 
 PLAIN = "plain"
 #: Task label of rows when no task network is evaluated (fidelity only).
@@ -123,16 +124,6 @@ class SweepStats:
     units: int = 0
     out_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _code_one(codec: Codec, rgb: np.ndarray, qp: int) -> tuple[np.ndarray, int]:
-    data = codec.encode(rgb, qp=qp)
-    return codec.decode(data), len(data)
-
-
-def code_batch(codec: Codec, arrays: np.ndarray, qp: int, pool: ThreadPoolExecutor):
-    """Submit encode+decode of each (H, W, 3) uint8 image; returns the futures."""
-    return [pool.submit(_code_one, codec, a, qp) for a in arrays]
 
 
 # -- manifest (run.json) ---------------------------------------------------------------------
@@ -277,8 +268,8 @@ def _dets_json(det: Mapping[str, Any]) -> dict[str, list]:
 
 
 class _Runner:
-    def __init__(self, spec: SweepSpec, store: RowStore, done: set, pool: ThreadPoolExecutor, stats: SweepStats) -> None:
-        self.spec, self.store, self.done, self.pool, self.stats = spec, store, done, pool, stats
+    def __init__(self, spec: SweepSpec, store: RowStore, done: set, workers: int | None, stats: SweepStats) -> None:
+        self.spec, self.store, self.done, self.workers, self.stats = spec, store, done, workers, stats
         self.task_labels = SweepSpec.task_labels(spec.tasks)
 
     def expected(self, img: EvalImage) -> tuple[list[tuple], dict[tuple, set[str]]]:
@@ -351,33 +342,23 @@ class _Runner:
             rows += [self._row("reference", items[i], None, None, None, t, w, h,
                                **{k: v[i] for k, v in m.items()}) for i in idx]
         self.stats.computed += self.store.append(rows)
-        # Submit all units' codec work first so the pool never idles while torch scores.
-        pending = []
-        fixed: dict[str, Any] = {}  # outputs of filters that ignore codec and QP, per variant
+        fixed: dict[str, Any] = {}  # outputs of codec-independent filters, per variant
         for (c, qp, v), per_task in missing_units.items():
             codec, prep = self.spec.codecs[c], self.spec.variants[v]
-            with torch.inference_mode():
-                if prep is None:
-                    xp = x
-                elif getattr(prep, "codec_independent", False):
-                    xp = fixed[v] if v in fixed else fixed.setdefault(v, prep(x, codec=codec, qp=qp))
-                else:
-                    xp = prep(x, codec=codec, qp=qp)
-            pending.append(((c, qp, v), per_task, code_batch(codec, tensor_batch_to_uint8(xp, codec=c), qp, self.pool)))
-        try:
-            for (c, qp, v), per_task, futures in pending:
-                self._score_unit(items, x, refs, targets, c, qp, v, per_task, [f.result() for f in futures])
-        finally:
-            for _, _, futures in pending:
-                for f in futures:
-                    f.cancel()
+            if prep is not None and prep.codec_independent:
+                if v not in fixed:
+                    with torch.inference_mode():
+                        fixed[v] = prep(x, codec=codec, qp=qp)
+                recon, bits = codec.roundtrip(fixed[v], qp=qp, workers=self.workers)
+            else:
+                recon, bits = codec.roundtrip(x, qp=qp, preprocess=prep, workers=self.workers)
+            self._score_unit(items, x, refs, targets, c, qp, v, per_task, recon, bits)
 
-    def _score_unit(self, items, x, refs, targets, c, qp, v, per_task, results) -> None:
+    def _score_unit(self, items, x, refs, targets, c, qp, v, per_task, recon, bits) -> None:
         import torch
 
         h, w = x.shape[-2:]
-        recon = uint8_to_tensor_batch([r for r, _ in results])
-        nbytes = np.array([n for _, n in results])
+        nbytes = np.rint(bits.numpy() / 8.0).astype(np.int64)
         rate = bpp(nbytes, h, w)
         with torch.inference_mode():
             fid = fidelity(x, recon, tuple(self.spec.metrics))
@@ -470,7 +451,7 @@ def run_sweep(
         resume: continue a run in ``out_dir`` (its configuration must match); without it a
             non-empty ``out_dir`` is an error.
         batch_size: images per batch (task networks and metrics run per batch).
-        workers: codec threads (default: one per core).
+        workers: the codecs' parallel workers (``roundtrip(workers=...)``; default: one per core).
         shard: ``(i, n)``: evaluate images ``i, i+n, ...`` only.
         images_description: how the images were chosen (recorded in ``run.json``).
         progress: show a tqdm bar (or pass a wrapper such as ``tqdm``).
@@ -513,13 +494,12 @@ def run_sweep(
         iterator = progress(batches)
     else:
         iterator = batches
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        runner = _Runner(spec, store, done, pool, stats)
-        stats.total = runner.count(mine)
-        for batch in iterator:
-            if runner.skip_if_done(batch):
-                continue
-            pixels = [img.load() for img in batch]
-            for group, arr in _split_by_shape(batch, pixels):
-                runner.run_group(group, arr)
+    runner = _Runner(spec, store, done, workers, stats)
+    stats.total = runner.count(mine)
+    for batch in iterator:
+        if runner.skip_if_done(batch):
+            continue
+        pixels = [img.load() for img in batch]
+        for group, arr in _split_by_shape(batch, pixels):
+            runner.run_group(group, arr)
     return stats

@@ -5,7 +5,7 @@ padded to a multiple of 64 and cropped back). Architectures: ``mbt2018`` (Minnen
 joint autoregressive + hierarchical priors, the paper's proxy), ``mbt2018_mean`` and
 ``bmshj2018_hyperprior`` (lighter, for CPU), with configurable ``N``/``M``.
 
-Training (:mod:`npp_plugin.proxy.train`): RD pretraining, then fine-tuning to mimic a
+Training (:mod:`npp_plugin.training.proxy_stage`): RD pretraining, then fine-tuning to mimic a
 registered codec at one QP. One proxy per QP, as in the paper; a file holds a codec's set
 (:mod:`npp_plugin.proxy.bank`).
 """

@@ -5,9 +5,8 @@ its ``.tflite`` inside the wheel), run in MediaPipe's own environment
 (:mod:`.mediapipe_runtime`). The target is the mask on the uncompressed image; the score of a
 decoded image is the IoU of the two masks, each thresholded at 0.5.
 
-Only images with a person count. The selfie model paints a foreground on any photo (on the
-built-in set it marks 91 % of ``chelsea.png``, a cat, and 61 % of ``apple.jpg``), so an image
-counts when BlazePose's detector (same wheel) finds a person in the uncompressed image; on
+Only images with a person count. The selfie model paints a foreground on any photo (a cat
+too; README, "Transfer to other tasks"), so an image counts when BlazePose's detector (same wheel) finds a person in the uncompressed image; on
 the others the score is NaN and evaluation leaves them out.
 """
 

@@ -3,7 +3,10 @@
 * :mod:`.ste` — the straight-through step: real codec values forward, proxy gradients back;
 * :mod:`.losses` — the objective (rate, calibrated λ·task, a binding fidelity term);
 * :mod:`.data` — image folders, COCO and the built-in photos; seeded crops per step;
-* :mod:`.config`, :mod:`.loop` — the three stages, checkpoints, logs; :mod:`.ddp` — torchrun;
+* :mod:`.loop` — :func:`~.loop.run`, which runs one stage: :mod:`.proxy_stage` (stage 1, the
+  learned proxies and their training helpers) or :mod:`.npp_stage` (stages 2 and 3, the NPP);
+  :mod:`.common` — what they share (checkpoint, run log, stopper, components);
+  :mod:`.config` — the configuration; :mod:`.ddp` — torchrun;
 * ``npp train`` / ``python -m npp_plugin.training`` — :func:`npp_plugin.training.__main__.main`.
 
 Importing this package is cheap; torch and compressai load when a stage runs.

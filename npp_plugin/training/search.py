@@ -14,7 +14,7 @@ let a search choose the parameters. Two searches live here:
   (a grid, then the best σ refined). Stored as ``blur-tuned.json``, read by the ``blur_tuned``
   preprocessor.
 * :func:`search_saliency_blur` — CMA-ES (the ``cma`` package) over the four parameters per QP
-  of :class:`~npp_plugin.preprocess.saliency.SaliencyBlurNet`, started from the tuned blur;
+  of :class:`~npp_plugin.preprocessors.saliency.SaliencyBlurNet`, started from the tuned blur;
   per generation the mean's J on *development* crops (other training photos) is logged, and
   the parameters with the best development J are kept.
 
@@ -140,7 +140,7 @@ class RealObjective:
 
 
 def _blur_filter(sigma: float):
-    from ..filters import gaussian_blur
+    from ..preprocessors.filters import gaussian_blur
 
     return None if sigma <= 0 else (lambda x, s: gaussian_blur(x, sigma))
 
@@ -200,7 +200,7 @@ def search_saliency_blur(net: Any, codec: Any, fit: RealObjective, dev: RealObje
     """
     import cma
 
-    from ..preprocess.saliency import PARAM_NAMES
+    from ..preprocessors.saliency import PARAM_NAMES
 
     free = [PARAM_NAMES.index(n) for n in (params or PARAM_NAMES)]
     lo_all = [math.log(0.05), math.log(0.05), math.log(0.1), math.log(0.25)]
@@ -440,8 +440,8 @@ def _kv_file(text: str) -> tuple[str, Any]:
 def export_weights(out: str | Path, to: str | Path, *, attach: dict[str, Any] | None = None) -> Path:
     """The finished search in ``out`` as an NPP weights file (recipe, photos, λ, per-QP
     development J against the tuned blur and the plain codec, and ``attach`` in its meta)."""
-    from ..preprocess.saliency import SaliencyBlurConfig, SaliencyBlurNet
-    from ..preprocess.weights import save_weights
+    from ..preprocessors.saliency import SaliencyBlurConfig, SaliencyBlurNet
+    from ..preprocessors.weights import save_weights
 
     out = Path(out)
     try:
@@ -474,7 +474,7 @@ def export_weights(out: str | Path, to: str | Path, *, attach: dict[str, Any] | 
 
 
 def _main_npp(args, out, table, codec, task, fit_c, dev_c, lambdas, prov, log, stopped) -> int:
-    from ..preprocess.saliency import SaliencyBlurConfig, SaliencyBlurNet
+    from ..preprocessors.saliency import SaliencyBlurConfig, SaliencyBlurNet
 
     missing = [q for q in args.qps if str(q) not in table["sigma"] or q not in lambdas]
     if missing:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import InvalidArgumentError, ShapeError
+from ..images import check_image_batch
 
 __all__ = ["CodecStep", "codec_step", "straight_through"]
 
@@ -88,10 +89,8 @@ def codec_step(
         proxy_only: the ablation "NPP+Minnen": the proxy's values in the forward pass too.
         workers: codec threads for this process (per DDP rank).
     """
-    if not torch.is_tensor(x_bar) or x_bar.ndim != 4 or x_bar.shape[1] != 3:
-        shape = tuple(x_bar.shape) if torch.is_tensor(x_bar) else ()
-        msg = f"codec_step: expected x_bar (N, 3, H, W), got shape {shape}"
-        raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", argument="x_bar")
+    # values are not checked: a filter may overshoot [0, 1]; the codec gets x_bar clamped
+    check_image_batch(x_bar, who="codec_step: x_bar", argument="x_bar", values=False)
     out = proxy(x_bar)
     if "x_hat" not in out or "bits" not in out:
         msg = "codec_step: the proxy must return a dict with 'x_hat' and 'bits'"

@@ -51,7 +51,8 @@ class SurrogateWarning(UserWarning):
 
 def directions(net: Any = None, codec: Any = None, qp: int | None = None) -> dict[str, Callable]:
     """Name → ``x ↦ d``: the moves the check makes (the NPP's residual when ``net`` is given)."""
-    from ..filters import gaussian_blur
+    from ..preprocessors.filters import gaussian_blur
+    from ..preprocessors.hook import npp_filter
 
     def noise(x: torch.Tensor) -> torch.Tensor:
         g = torch.Generator().manual_seed(0)
@@ -66,8 +67,7 @@ def directions(net: Any = None, codec: Any = None, qp: int | None = None) -> dic
     if net is not None:
         def residual(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                q = codec.normalized_qp(qp)
-                return net(x, q) - x
+                return npp_filter(net, x, codec=codec, qp=qp) - x
 
         out["npp"] = residual
     return out
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         crops = Crops.grid(BuiltinPhotos("val").files, n=args.crops, size=args.size, task=task)
         net = None
         if args.weights:
-            from ..preprocess.weights import load_weights
+            from ..preprocessors.weights import load_weights
 
             net, _ = load_weights(args.weights)
         rows = []

@@ -14,9 +14,10 @@ or per frequency and plane where the codec quantises with tables, ``codec.quant_
                                                       0.7 ≈ HEVC intra's dead zone)
 
 Each is rescaled per image to the real bits, ``R̂ = N · sg(R_real / N)``: its value is the real
-rate and its gradient ``(R_real / N)·∂N``. Measured here, ``log`` under-predicts what a blur saves
-by 2–3×, so its gradients say "sharpen"; ``sqlog`` and ``sigcount`` track it within a few %
-(``shared/notes/surrogates.md``; ``npp check-surrogate`` re-measures it).
+rate and its gradient ``(R_real / N)·∂N``. How well each predicts the real change of the bits
+is measured, not assumed: ``npp check-surrogate`` (figures in the README, "Training"; notes in
+``shared/notes/surrogates.md``); ``log`` under-predicts what a blur saves, so its gradients
+lean towards sharpening.
 
 Distortion Jacobians (how the decoded image moves when the codec's input moves), each used
 as ``x̂ = surrogate(x̄) + sg(x̂_real − surrogate(x̄))``:

@@ -26,8 +26,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from npp_plugin import Codec  # noqa: E402
-from npp_plugin.preprocess.hook import NppPreprocessor  # noqa: E402
-from npp_plugin.preprocess.model import CONFIGS, count_parameters, npp_net  # noqa: E402
+from npp_plugin.preprocessors.hook import NppPreprocessor  # noqa: E402
+from npp_plugin.preprocessors.model import CONFIGS, count_parameters, npp_net  # noqa: E402
 
 SIZES = (224, 512)
 QP = 37

@@ -61,7 +61,7 @@ def _codec():
 
 @pytest.fixture(scope="module")
 def parts():
-    from npp_plugin.preprocess.model import npp_net
+    from npp_plugin.preprocessors.model import npp_net
     from npp_plugin.proxy import proxy_codec
     from npp_plugin.training.data import Batches, BuiltinPhotos
 
@@ -120,7 +120,7 @@ def test_bench_task(benchmark, parts):
 def test_bench_full_step(benchmark, parts, tmp_path_factory):
     """The loop's own step; the codec time inside it is measured by wrapping roundtrip."""
     from npp_plugin.proxy import save_proxies
-    from npp_plugin.training import loop
+    from npp_plugin.training import npp_stage
     from npp_plugin.training.config import TrainConfig
     from npp_plugin.training.data import Batches, BuiltinPhotos
     from npp_plugin.training.ddp import DistInfo
@@ -132,6 +132,9 @@ def test_bench_full_step(benchmark, parts, tmp_path_factory):
                       progress=False, lambda_mode="paper")
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     batches = Batches(BuiltinPhotos("train"), size=SIZE, batch_size=BATCH, seed=0)
+    state = npp_stage.NppTrainState(cfg=cfg, dist=DistInfo(), net=net, model=net, opt=opt, batches=batches,
+                                    task=parts["task"], codec=codec, proxies={QP: parts["proxy"]},
+                                    lambdas={QP: 2.0}, workers=None, device=torch.device("cpu"))
     spent: list[float] = []
     real_roundtrip = codec.roundtrip
 
@@ -147,8 +150,7 @@ def test_bench_full_step(benchmark, parts, tmp_path_factory):
 
     def run():
         spent.append(0.0)
-        loop._train_step(cfg, DistInfo(), step[0], net, net, opt, batches, parts["task"], codec,
-                         {QP: parts["proxy"]}, {QP: 2.0}, None, torch.device("cpu"), lr=1e-4)
+        npp_stage.train_step(state, step[0], lr=1e-4)
         step[0] += 1
 
     try:
@@ -179,7 +181,7 @@ def test_bench_surrogate(benchmark, parts):
 
 def test_bench_full_step_analytic(benchmark, parts, tmp_path_factory):
     """The loop's own step with the analytic surrogate in place of the proxy network."""
-    from npp_plugin.training import loop
+    from npp_plugin.training import npp_stage
     from npp_plugin.training.config import TrainConfig
     from npp_plugin.training.data import Batches, BuiltinPhotos
     from npp_plugin.training.ddp import DistInfo
@@ -189,11 +191,13 @@ def test_bench_full_step_analytic(benchmark, parts, tmp_path_factory):
                       size=SIZE, batch_size=BATCH, progress=False, lambda_mode="paper", surrogate="sqlog")
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     batches = Batches(BuiltinPhotos("train"), size=SIZE, batch_size=BATCH, seed=0)
+    state = npp_stage.NppTrainState(cfg=cfg, dist=DistInfo(), net=net, model=net, opt=opt, batches=batches,
+                                    task=parts["task"], codec=codec, proxies={}, lambdas={QP: 2.0}, workers=None,
+                                    device=torch.device("cpu"))
     step = [0]
 
     def run():
-        loop._train_step(cfg, DistInfo(), step[0], net, net, opt, batches, parts["task"], codec,
-                         {}, {QP: 2.0}, None, torch.device("cpu"), lr=1e-4)
+        npp_stage.train_step(state, step[0], lr=1e-4)
         step[0] += 1
 
     _bench(benchmark, "full step, analytic surrogate", run)

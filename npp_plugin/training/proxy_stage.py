@@ -1,4 +1,5 @@
-"""Training proxies: rate–distortion pretraining, then imitation of a real codec at one QP.
+"""Stage 1 of training: the learned proxies, rate–distortion pretraining, then imitation of a
+real codec at one QP (one proxy per QP, :func:`run_proxy_stage`), and the helpers it is made of.
 
 (a) pretraining: ``L = R_p + λ_p·255²·MSE(x, ŷ_proxy)`` (CompressAI's convention);
 (b) fine-tuning (the paper's stage 1): ``L_p = R_p + λ_p·255²·MSE(x̂_codec, ŷ_proxy)``, the
@@ -10,9 +11,12 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,9 +24,24 @@ import torch.nn.functional as F
 
 from ..errors import InvalidArgumentError
 from ..evaluation.metrics import psnr_from_mse
-from .model import ProxyCodec
+from ..fileio import atomic_write_bytes, save_tagged
+from ..proxy.model import ProxyCodec
+from .common import (
+    CHECKPOINT_FORMAT,
+    RunLog,
+    Stopper,
+    checkpoint_path,
+    finite,
+    load_checkpoint,
+    progress_bar,
+    val_source,
+)
+from .config import TrainConfig
+from .data import Batches, _seed, make_source, val_batches
+from .ddp import DistInfo
 
-__all__ = ["Resume", "compare_with_codec", "finetune_to_codec", "overhead_bits", "pretrain_rd", "rd_loss"]
+__all__ = ["Resume", "compare_with_codec", "finetune_to_codec", "overhead_bits", "pretrain_rd", "rd_loss",
+           "run_proxy_stage"]
 
 
 def rd_loss(out: dict, target: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
@@ -36,7 +55,7 @@ def rd_loss(out: dict, target: torch.Tensor, lmbda: float) -> dict[str, torch.Te
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Deprecated (goes in the next release): PSNR of the MSE over the whole batch; use
     :func:`npp_plugin.evaluation.metrics.psnr` (per image) or ``psnr_from_mse``."""
-    msg = "npp_plugin.proxy.train.psnr is deprecated; use npp_plugin.evaluation.metrics.psnr_from_mse"
+    msg = "npp_plugin.training.proxy_stage.psnr is deprecated; use npp_plugin.evaluation.metrics.psnr_from_mse"
     warnings.warn(msg, DeprecationWarning, stacklevel=2)
     return psnr_from_mse(float(F.mse_loss(a.float(), b.float())))
 
@@ -292,3 +311,115 @@ def _bd(rows: list[dict], anchor: str, measure: str) -> float | None:
     value, _notes = fn([r[anchor] for r in rows], [r["psnr_codec"] for r in rows],
                        [r["bpp_proxy"] for r in rows], [r["psnr_proxy"] for r in rows], method="akima")
     return value if math.isfinite(value) else None
+
+
+def run_proxy_stage(cfg: TrainConfig, dist: DistInfo, stopper: Stopper, resume: bool) -> dict[str, Any]:
+    """Stage 1 (``cfg.stage == "proxy"``): pretrain a base proxy, fine-tune one per QP to the
+    codec, measure their gap to it; see :func:`npp_plugin.training.loop.run`."""
+    from ..proxy import load_proxies, proxy_codec, save_proxies
+    from ..registry import get_codec
+
+    if dist.enabled:
+        msg = "npp train proxy: stage 1 runs in one process (one proxy per QP); start it without torchrun"
+        raise InvalidArgumentError(msg, argument="stage", allowed="single process")
+    out = Path(cfg.out)
+    codec = get_codec(cfg.codec, **cfg.codec_options)
+    bank_path = cfg.proxies_path()
+    base_path = out / f"proxy-base-{cfg.proxy_arch}.pt"
+    ck_path = checkpoint_path(cfg)
+    # A phase in progress (pretraining, or fine-tuning one QP) checkpoints every
+    # cfg.checkpoint_every steps and on SIGTERM; --resume continues it where it stopped.
+    ck = load_checkpoint(cfg, torch.device("cpu")) if resume else None
+    done = load_proxies(bank_path) if resume and bank_path.is_file() else {}
+    if ck is not None and (ck["phase"] == "pretrain" and base_path.is_file() or ck.get("qp") in done):
+        ck = None  # that phase finished after the checkpoint
+
+    def stale(rec: dict) -> bool:  # log records the checkpoint does not cover
+        return ck is not None and rec.get("event") == ck["phase"] and rec.get("qp") == ck.get("qp") \
+            and rec["step"] >= ck["step"]
+
+    log = RunLog(out / "log-proxy.jsonl", enabled=True, resume_step=0 if resume else None, stale=stale)
+    source = make_source(cfg.data, annotations=cfg.annotations)
+    batches = Batches(source, size=cfg.size, batch_size=cfg.batch_size, seed=cfg.seed)
+    todo = [q for q in cfg.qps if q not in done]
+    total = cfg.proxy_pretrain_steps * (not base_path.is_file()) + cfg.steps * len(todo)
+    bar = progress_bar(cfg, dist, total, ck["step"] if ck else 0, f"proxies {cfg.codec}")
+
+    def callback(kind: str, qp: int | None):
+        def cb(step: int, rec: dict) -> None:
+            log.write({"event": kind, "qp": qp, **rec})
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k != "step"}, refresh=False)
+
+        return cb
+
+    def batch_iter(tag: str, start: int = 0) -> Iterator[torch.Tensor]:
+        k = start
+        while True:
+            torch.manual_seed(_seed(cfg.seed, tag, k))
+            yield batches[k][0]
+            k += 1
+
+    def checkpoints(phase: str, qp: int | None, proxy: ProxyCodec) -> Resume:
+        state = None
+        if ck is not None and ck["phase"] == phase and ck.get("qp") == qp:
+            proxy.load_state_dict(ck["proxy"]["state"])
+            proxy.meta = dict(ck["proxy"]["meta"])
+            state = (ck["step"], ck["optim"])
+
+        def save(step: int, optim: dict) -> None:
+            save_tagged(ck_path, CHECKPOINT_FORMAT, {"config": cfg.to_dict(), "phase": phase, "qp": qp,
+                                  "step": step, "optim": optim,
+                                  "proxy": {"config": proxy.get_config(), "meta": dict(proxy.meta),
+                                            "state": proxy.state_dict()}})
+
+        return Resume(save, every=cfg.checkpoint_every, stop=lambda: stopper.requested, state=state)
+
+    interrupted = False
+    if cfg.proxy_init:
+        inits = load_proxies(cfg.proxy_init)
+        base = None
+    elif base_path.is_file():
+        base, inits = load_proxies(base_path)[0], {}
+    else:
+        # seeded: the global RNG's start state differs between processes
+        base = proxy_codec(arch=cfg.proxy_arch, N=cfg.proxy_N, M=cfg.proxy_M, seed=_seed(cfg.seed, "proxy-init"))
+        inits = {}
+        rs = checkpoints("pretrain", None, base)
+        pretrain_rd(base, batch_iter("pretrain", rs.start), steps=cfg.proxy_pretrain_steps,
+                    lmbda=cfg.proxy_lambda, lr=cfg.lr, callback=callback("pretrain", None), resume=rs)
+        interrupted = rs.interrupted
+        if not interrupted:
+            save_proxies(base_path, {0: base})
+    for qp in todo:
+        if interrupted:
+            break
+        start = base if base is not None else inits[min(inits, key=lambda q: abs(q - qp))]
+        proxy = copy.deepcopy(start)
+        rs = checkpoints("finetune", qp, proxy)
+        finetune_to_codec(proxy, codec, qp, batch_iter(f"finetune{qp}", rs.start), steps=cfg.steps,
+                          lmbda=proxy.meta.get("lmbda", cfg.proxy_lambda), lr=cfg.lr, workers=cfg.workers,
+                          callback=callback("finetune", qp), resume=rs)
+        interrupted = rs.interrupted
+        if not interrupted:
+            done[qp] = proxy.freeze()
+            save_proxies(bank_path, done)
+    bar.close()
+    summary: dict[str, Any] = {"stage": "proxy", "interrupted": interrupted, "outputs": {"proxies": str(bank_path)},
+                               "qps_done": sorted(done)}
+    if interrupted:
+        summary["outputs"]["checkpoint"] = str(ck_path)
+    if interrupted or not done:
+        return summary
+    val = val_source(cfg) or source
+    vb = [x for x, _ in val_batches(val, size=cfg.size, batch_size=cfg.batch_size, limit=cfg.val_images)]
+    gap = compare_with_codec(done, codec, vb, workers=cfg.workers)
+    for row in gap["per_qp"]:
+        done[row["qp"]].meta["gap"] = row
+    for p in done.values():
+        p.meta["bd_rate_vs_codec"] = gap["bd_rate"]
+    save_proxies(bank_path, done)
+    atomic_write_bytes(out / "proxy-gap.json", json.dumps(finite(gap), indent=2, allow_nan=False).encode())
+    log.write({"event": "gap", **gap})
+    summary["gap"] = gap
+    return summary

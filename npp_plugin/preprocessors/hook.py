@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError
 from ..hookspecs import hookimpl
-from ..preprocessor import Preprocessor
+from .base import Preprocessor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -26,7 +26,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import NppNet
     from .weights import NppWeights
 
-__all__ = ["NppPreprocessor", "npp_preprocessor", "npp_register_preprocessors"]
+__all__ = ["NppPreprocessor", "npp_filter", "npp_preprocessor", "npp_register_preprocessors"]
+
+
+def npp_filter(net: Any, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+    """``net`` (an NPP network, or a DDP wrapper of one) applied to ``batch`` for ``codec``
+    at ``qp``: the one place where an NPP meets the operating point it is conditioned on,
+    ``codec.normalized_qp(qp)`` for every image of the batch (a network without QA layers
+    ignores it). Differentiable: training calls it with gradients, :class:`NppPreprocessor`
+    under inference mode, so the hook and training condition the network alike."""
+    return net(batch, codec.normalized_qp(qp))
 
 
 def _device(device: Any) -> torch.device:
@@ -58,7 +67,7 @@ def _device(device: Any) -> torch.device:
 
 
 class NppPreprocessor(Preprocessor):
-    """Run an :class:`~npp_plugin.preprocess.model.NppNet` before a codec's encoder.
+    """Run an :class:`~npp_plugin.preprocessors.model.NppNet` before a codec's encoder.
 
     Args:
         net: the network. The preprocessor runs its own eval-mode copy (BatchNorm uses the
@@ -95,7 +104,7 @@ class NppPreprocessor(Preprocessor):
         self.device = _device(device)
         if copy:
             net = _copy.deepcopy(net)
-        # channels_last: oneDNN convolutions run about 2x faster on CPU in this layout
+        # channels_last: oneDNN's CPU convolutions are faster in this layout
         self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.weights = weights
 
@@ -103,7 +112,7 @@ class NppPreprocessor(Preprocessor):
     def from_weights(
         cls, source: Any = None, *, device: Any = "cpu", config: str | None = None
     ) -> NppPreprocessor:
-        """Load weights (see :func:`~npp_plugin.preprocess.weights.resolve_weights`)."""
+        """Load weights (see :func:`~npp_plugin.preprocessors.weights.resolve_weights`)."""
         from .weights import load_weights
 
         dev = _device(device)
@@ -113,12 +122,11 @@ class NppPreprocessor(Preprocessor):
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         import torch
 
-        q = codec.normalized_qp(qp)
         with torch.inference_mode():
             x = batch.to(device=self.device, dtype=torch.float32).contiguous(
                 memory_format=torch.channels_last
             )
-            out = self.net(x, q)
+            out = npp_filter(self.net, x, codec=codec, qp=qp)
         return out.to(device=batch.device, dtype=batch.dtype)
 
     def get_config(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CodecUnavailableError, InvalidArgumentError, NppError, ShapeError
+from ..images import check_image_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import NppNet
@@ -142,15 +143,8 @@ class OnnxNpp:
         self, image: np.ndarray, qp_norm: float | Sequence[float] | np.ndarray
     ) -> np.ndarray:
         x = np.asarray(image)
-        if x.ndim != 4 or x.shape[1] != 3 or min(x.shape) < 1:
-            msg = f"OnnxNpp: expected an image batch (N, 3, H, W), got shape {x.shape}"
-            raise ShapeError(
-                msg, actual_shape=x.shape, expected_shape="(N, 3, H, W)", argument="image"
-            )
+        check_image_batch(x, who="OnnxNpp", argument="image")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6:
-            msg = "OnnxNpp: image values must be finite and in [0, 1]"
-            raise InvalidArgumentError(msg, argument="image", allowed="[0, 1]")
         q = np.asarray(qp_norm, dtype=np.float32)
         q = np.full((x.shape[0],), float(q), np.float32) if q.ndim == 0 else q
         if q.shape != (x.shape[0],):

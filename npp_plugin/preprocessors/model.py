@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InvalidArgumentError, ShapeError, WeightsError
+from ..images import check_image_batch
 
 __all__ = ["CONFIGS", "NppConfig", "NppNet", "build_net", "config_from_dict", "count_parameters", "describe_configs",
            "is_npp_net", "npp_net"]
@@ -331,26 +332,7 @@ class NppNet(nn.Module):
     # -- input checks ---------------------------------------------------------------------
 
     def _check_input(self, x: Tensor) -> None:
-        if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if torch.is_tensor(x) else ()
-            msg = f"NppNet: expected an image batch (N, 3, H, W), got shape {shape}"
-            raise ShapeError(msg, actual_shape=shape, expected_shape="(N, 3, H, W)", argument="x")
-        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-            msg = f"NppNet: image batch has zero size {tuple(x.shape)}; expected N, H, W >= 1"
-            raise ShapeError(
-                msg, actual_shape=tuple(x.shape), expected_shape="(N, 3, H, W)", argument="x"
-            )
-        if not torch.is_floating_point(x):
-            msg = f"NppNet: expected a float tensor in [0, 1], got dtype {x.dtype}"
-            raise InvalidArgumentError(msg, argument="x", allowed="float in [0, 1]")
-        x = x.detach()
-        if not bool(torch.isfinite(x).all()):
-            msg = "NppNet: input contains NaN or infinite values"
-            raise InvalidArgumentError(msg, argument="x", allowed="finite values in [0, 1]")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            msg = f"NppNet: input values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]"
-            raise InvalidArgumentError(msg, argument="x", allowed="[0, 1]")
+        check_image_batch(x, who="NppNet", argument="x")
 
     def _qp_tensor(self, qp_norm: Tensor | float | None, x: Tensor) -> Tensor | None:
         n = x.shape[0]
@@ -473,7 +455,7 @@ def npp_net(
             fresh network; with ``weights`` the file's configuration is used, and a
             ``config`` given here must name the same one.
         weights: a weights file path, a shipped weights name, or None for a fresh network
-            (see :func:`npp_plugin.preprocess.weights.load_weights`).
+            (see :func:`npp_plugin.preprocessors.weights.load_weights`).
         device: where to put the network.
         **kwargs: overrides of :class:`NppConfig` fields for a fresh network (``qa``,
             ``widths``, ``qa_hidden``).

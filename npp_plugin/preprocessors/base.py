@@ -2,8 +2,13 @@
 
 A preprocessor takes a float batch (N, 3, H, W) in [0, 1] and the codec and QP it is about to
 be encoded with, and returns a batch of the same shape in [0, 1]. The learned NPP
-(:mod:`npp_plugin.preprocess`) and the classical baselines (:mod:`npp_plugin.filters`) are
-preprocessors; plugins add more through ``npp_register_preprocessors``.
+(:mod:`npp_plugin.preprocessors.hook`) and the classical baselines
+(:mod:`npp_plugin.preprocessors.filters`) are preprocessors; plugins add more through
+``npp_register_preprocessors``.
+
+Codecs run them through one door: ``codec.roundtrip(batch, qp=..., preprocess=p)`` (a batch:
+evaluation, calibration, training's validation) and ``codec.encode(image, qp=...,
+preprocess=p)`` (one image) filter in float and round to 8 bits once, in the codec.
 """
 
 from __future__ import annotations
@@ -13,21 +18,34 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .errors import InvalidArgumentError
-from .images import check_image_batch, tensor_batch_to_uint8, uint8_to_tensor_batch
+from ..errors import InvalidArgumentError
+from ..images import check_image_batch, tensor_batch_to_uint8, uint8_to_tensor_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .codec import Codec
+    from ..codec import Codec
 
 __all__ = ["Preprocessor", "resolve_preprocessor"]
 
 
 class Preprocessor(ABC):
-    """Base class of pre-encode filters."""
+    """Base class of pre-encode filters.
+
+    Subclasses set ``name`` and implement :meth:`forward`; ``__call__`` checks the batch and
+    clamps the result to [0, 1].
+
+    Attributes:
+        name: the registered name (lowercase identifier).
+        codec_independent: True when the output depends on the image alone, not on the
+            ``codec`` and ``qp`` it is given (a fixed Gaussian blur). Callers may then filter
+            an image once and code the result at every codec and QP; an evaluation does. The
+            default, False, promises nothing and is always safe. Part of the contract: a
+            subclass that sets it True must ignore ``codec`` and ``qp``.
+    """
 
     name: ClassVar[str] = ""
+    codec_independent: ClassVar[bool] = False
 
     def __call__(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         """Filter ``batch`` (N, 3, H, W) in [0, 1] for ``codec`` at ``qp``."""
@@ -39,7 +57,8 @@ class Preprocessor(ABC):
         """The filter itself (input already validated)."""
 
     def apply_uint8(self, images: np.ndarray, *, codec: Codec, qp: int) -> np.ndarray:
-        """(N, H, W, 3) uint8 → filtered (N, H, W, 3) uint8."""
+        """(N, H, W, 3) uint8 → filtered (N, H, W, 3) uint8 (for 8-bit images outside a codec;
+        codecs filter in float through ``encode`` / ``roundtrip(..., preprocess=...)``)."""
         import torch
 
         with torch.inference_mode():
@@ -61,7 +80,7 @@ def resolve_preprocessor(preprocess: str | Preprocessor) -> Preprocessor:
     if isinstance(preprocess, Preprocessor):
         return preprocess
     if isinstance(preprocess, str):
-        from .registry import get_preprocessor
+        from ..registry import get_preprocessor
 
         return get_preprocessor(preprocess)
     msg = f"preprocess must be a registered name or a Preprocessor, got {type(preprocess).__name__}"

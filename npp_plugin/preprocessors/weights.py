@@ -221,7 +221,7 @@ def read_weights(
         msg = f"npp weights {path}: format version {version!r} is not supported (this npp_plugin reads version {FORMAT_VERSION})"
         raise WeightsError(msg)
     for key in ("config", "meta"):
-        if not isinstance(obj.get(key) or {}, Mapping):
+        if not (obj.get(key) is None or isinstance(obj[key], Mapping)):  # not `or {}`: a tensor has no truth value
             msg = f"npp weights {path}: {key!r} must be a dict, not {type(obj[key]).__name__}"
             raise WeightsError(msg)
     try:

@@ -116,7 +116,7 @@ class _Backbone:
 def _blur(x: Tensor, sigma: float) -> Tensor:
     if sigma == 0.0:
         return x
-    from ..filters import gaussian_blur
+    from .filters import gaussian_blur
 
     return gaussian_blur(x, sigma)
 

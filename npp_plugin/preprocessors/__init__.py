@@ -1,13 +1,17 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The neural preprocessor (NPP): network, weights files, the "npp" hook, ONNX export.
+"""Pre-encode hooks: the preprocessor contract, the classical filters and the neural
+preprocessor (NPP: network, weights files, the "npp" hook, ONNX export, saliency blur).
 
-Names are loaded lazily, so ``import npp_plugin.preprocess.hook`` (plugin discovery) does
+Names are loaded lazily, so ``import npp_plugin.preprocessors.hook`` (plugin discovery) does
 not import torch.
 
+    base.py         Preprocessor (the contract), resolve_preprocessor()
+    filters.py      GaussianBlur, BilateralFilter, GuidedFilter, TunedBlur, gaussian_blur()
     model.py        NppNet, NppConfig, CONFIGS, npp_net(), describe_configs()
     weights.py      save_weights(), load_weights(), read_weights(), resolve_weights()
-    hook.py         NppPreprocessor and the "npp" registration
+    hook.py         NppPreprocessor, npp_filter() and the "npp" registration
     onnx_export.py  export_onnx(), check_onnx_equivalence()
+    saliency.py     SaliencyBlurNet, SaliencyBlurConfig (the saliency-guided blur NPP)
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ from typing import Any
 
 __all__ = [
     "CONFIGS",
+    "BilateralFilter",
+    "GaussianBlur",
+    "GuidedFilter",
+    "Preprocessor",
+    "TunedBlur",
+    "gaussian_blur",
+    "resolve_preprocessor",
     "NppConfig",
     "NppNet",
     "NppPreprocessor",
@@ -26,6 +37,7 @@ __all__ = [
     "describe_configs",
     "export_onnx",
     "load_weights",
+    "npp_filter",
     "npp_net",
     "read_weights",
     "resolve_weights",
@@ -33,6 +45,13 @@ __all__ = [
 ]
 
 _WHERE = {
+    "Preprocessor": "base",
+    "resolve_preprocessor": "base",
+    "BilateralFilter": "filters",
+    "GaussianBlur": "filters",
+    "GuidedFilter": "filters",
+    "TunedBlur": "filters",
+    "gaussian_blur": "filters",
     "CONFIGS": "model",
     "NppConfig": "model",
     "NppNet": "model",
@@ -45,6 +64,7 @@ _WHERE = {
     "resolve_weights": "weights",
     "save_weights": "weights",
     "NppPreprocessor": "hook",
+    "npp_filter": "hook",
     "export_onnx": "onnx_export",
     "check_onnx_equivalence": "onnx_export",
 }
