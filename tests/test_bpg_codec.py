@@ -149,7 +149,7 @@ def test_bad_options_name_the_argument(options, argument):
 def test_the_library_names_the_argument_as_data(small, field, value, argument):
     """Assert the C library's own argument errors (past the Python checks) name the argument
     through ``npp_bpg_error_argument``, not through the text of the message."""
-    from npp_plugin._native import _lib as native
+    from npp_plugin._native import binding as native
 
     lib = native.get_lib()
     params = BpgCodec(fast=True)._native_params(30, BpgCodec(fast=True).get_config())
@@ -286,7 +286,7 @@ def test_encoding_leaves_the_callers_cpu_mask_as_it_was(small):
 
 
 def test_loader_env_override_and_clear_errors(monkeypatch, tmp_path, small):
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     real = _lib.library_path()
     before = BpgCodec().encode(small, qp=30)
@@ -326,7 +326,7 @@ def test_loader_env_override_and_clear_errors(monkeypatch, tmp_path, small):
 
 
 def test_library_errors_carry_the_native_message():
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     lib = _lib.get_lib()
     params = _lib.EncodeParams()
@@ -370,7 +370,7 @@ def test_native_pixel_arithmetic_matches_format_md(tmp_path):
 
 def test_pooled_encoders_give_one_shot_bytes_whatever_they_encoded_before(photo):
     """Reused x265 instances (the codec's pool) must not depend on their history."""
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     lib = _lib.get_lib()
     crops = [np.ascontiguousarray(photo[y : y + 72, x : x + 88]) for y, x in ((0, 0), (90, 40), (170, 150))]

@@ -62,7 +62,7 @@ def small(photo) -> np.ndarray:
 def test_installed_on_path_as_built():
     """pip put both tools in the environment's scripts folder, as the build made them, under
     names that leave a system bpgenc/bpgdec alone."""
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     for name in TOOLS:
         found = shutil.which(name, path=str(SCRIPTS))

@@ -50,7 +50,7 @@ def test_decode_regression(path):
 
 def _encode_input(data: bytes):
     """fuzz_encode.c's reading of an input: (rgb-or-gray samples, EncodeParams)."""
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     w, h = 1 + data[0] % 64, 1 + data[1] % 64
     channels = 1 if data[2] & 1 else 3
@@ -68,7 +68,7 @@ def _encode_input(data: bytes):
 
 @pytest.mark.parametrize("path", ENCODE_INPUTS, ids=_ids(ENCODE_INPUTS))
 def test_encode_regression(path):
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
     from npp_plugin.errors import InvalidArgumentError
 
     pixels, params = _encode_input(path.read_bytes())
@@ -126,7 +126,7 @@ def test_x265_never_reads_past_the_planes_we_give_it(tmp_path):
     import shutil
     import subprocess
 
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:

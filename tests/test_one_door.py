@@ -169,7 +169,7 @@ def test_bpg_evaluation_takes_the_native_batch_route(tmp_path, monkeypatch):
         pytest.skip(BpgCodec.unavailable_reason())
     from PIL import Image
 
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     rng = np.random.default_rng(1)
     for i in range(3):

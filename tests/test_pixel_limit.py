@@ -161,7 +161,7 @@ def test_native_decoder_applies_its_own_limit():
     data-length check runs before libde265 allocates."""
     import ctypes
 
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     lib = _lib.get_lib()
     out, n, info = ctypes.c_void_p(), ctypes.c_size_t(), _lib.Info()
@@ -181,7 +181,7 @@ def test_native_decoder_applies_its_own_limit():
 
 
 def test_npp_bpgdec_refuses_the_bomb(tmp_path):
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     tool = _lib.library_path().parent / "npp-bpgdec"
     if not tool.is_file():

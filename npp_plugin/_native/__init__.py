@@ -1,2 +1,2 @@
 """Private: the native BPG library (``libnpp_bpg``, built from ``native/`` by ``setup.py``)
-and its ctypes binding in :mod:`._lib`."""
+and its ctypes binding in :mod:`.binding`."""

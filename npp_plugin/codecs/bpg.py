@@ -1,7 +1,7 @@
 """BPG, in-process: the built-in codec plugin ``"bpg"``.
 
 BPG is one HEVC intra picture in a small container (Bellard's libbpg). Here it runs on our
-own C library (``native/``, loaded with ctypes from :mod:`npp_plugin._native._lib`) over
+own C library (``native/``, loaded with ctypes from :mod:`npp_plugin._native.binding`) over
 Debian's libx265 and libde265, so no process is started per image. Decoding is bit-exact
 with the reference ``bpgdec``; the encoder prepares x265's input exactly as ``bpgenc``
 does (RGB -> YCbCr, chroma decimation, padding) and drives x265 as ``bpgenc`` does.
@@ -42,7 +42,7 @@ _EXTENSION_TAGS = {1: "exif", 2: "icc", 3: "xmp", 4: "thumbnail", 5: "animation"
 
 
 def _lib():
-    from .._native import _lib as native
+    from .._native import binding as native
 
     return native
 

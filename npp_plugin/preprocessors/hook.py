@@ -29,13 +29,15 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["NppPreprocessor", "npp_filter", "npp_preprocessor", "npp_register_preprocessors"]
 
 
-def npp_filter(net: Any, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+def npp_filter(net: Any, batch: torch.Tensor, *, codec: Codec, qp: int, **known: Any) -> torch.Tensor:
     """``net`` (an NPP network, or a DDP wrapper of one) applied to ``batch`` for ``codec``
     at ``qp``: the one place where an NPP meets the operating point it is conditioned on,
     ``codec.normalized_qp(qp)`` for every image of the batch (a network without QA layers
     ignores it). Differentiable: training calls it with gradients, :class:`NppPreprocessor`
-    under inference mode, so the hook and training condition the network alike."""
-    return net(batch, codec.normalized_qp(qp))
+    under inference mode, so the hook and training condition the network alike. ``known``
+    passes what a network accepts precomputed for these images (the saliency blur's
+    ``saliency`` and ``bank``, which a search over fixed crops computes once)."""
+    return net(batch, codec.normalized_qp(qp), **known)
 
 
 def _device(device: Any) -> torch.device:

@@ -185,7 +185,7 @@ class SaliencyBlurNet(nn.Module):
         xs = x if abs(s - 1) < 1e-6 else F.interpolate(
             x, size=(max(32, round(h * s)), max(32, round(w * s))), mode="bilinear", align_corners=False,
             antialias=s < 1)
-        xs = (xs - clf._mean.to(xs)) / clf._std.to(xs)
+        xs = clf.normalize(xs)
         feats = net.features(xs.float())                       # (N, 1280, h/32, w/32)
         weight = net.classifier[1].weight                      # (1000, 1280)
         probs = net.classifier(F.adaptive_avg_pool2d(feats, 1).flatten(1)).softmax(1)

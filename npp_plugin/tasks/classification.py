@@ -104,14 +104,18 @@ class ImageClassifier(Task):
     def modules(self) -> list[Any]:
         return [self.net]
 
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` in [0, 1] standardised as the network was trained (per-channel mean and
+        std): what its first layer expects, for callers that run parts of ``net`` themselves."""
+        return (batch - self._mean.to(batch)) / self._std.to(batch)
+
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw class scores (N, C); differentiable in ``batch``."""
         check_batch(batch, self.name)
         x = batch
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        x = (x - self._mean.to(x)) / self._std.to(x)
-        return self.net(x)
+        return self.net(self.normalize(x))
 
     def reference(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -265,13 +265,13 @@ def search_saliency_blur(net: Any, codec: Any, fit: RealObjective, dev: RealObje
 
 def _theta_filter(net: Any, i: int, qp: int, codec: Any, theta: Any):
     """The network with anchor ``i`` set to ``theta``, as a filter of (x, extra)."""
-    q = codec.normalized_qp(qp)
+    from ..preprocessors.hook import npp_filter
 
     def filt(x: torch.Tensor, extra: dict[str, Any]) -> torch.Tensor:
         old = net.theta.data[i].clone()
         net.theta.data[i] = torch.as_tensor(np.asarray(theta), dtype=net.theta.dtype)
         try:
-            return net(x, q, **extra)
+            return npp_filter(net, x, codec=codec, qp=qp, **extra)
         finally:
             net.theta.data[i] = old
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from npp_plugin.filters import gaussian_blur
+from npp_plugin.preprocessors.filters import gaussian_blur
 from npp_plugin.registry import get_codec, get_task
 from npp_plugin.training.search import Crops, RealObjective, builtin_dev_split
 

@@ -54,7 +54,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _tool(name: str):
-    from npp_plugin._native import _lib
+    from npp_plugin._native import binding as _lib
 
     path = _lib.library_path().parent / name
     if not path.is_file():
