@@ -102,10 +102,7 @@ def test_jpeg_header_reader_on_arbitrary_markers(rest):
 @FUZZ
 @given(edits=EDITS, cut=CUTS)
 def test_heif_header_reader_on_damaged_files(edits, cut):
-    codec = require_codec("heif")
-    data = _mutate(_real("heif"), edits, cut, limit=420)  # the boxes before the coded data
-    if codec.check(data):
-        _header_path(codec, data)
+    _damaged_header_path("heif", edits, cut, limit=420)  # the boxes before the coded data
 
 
 @FUZZ
@@ -117,8 +114,14 @@ def test_heif_header_reader_on_arbitrary_boxes(boxes):
 @FUZZ
 @given(edits=EDITS, cut=CUTS)
 def test_vvc_header_reader_on_damaged_files(edits, cut):
-    codec = require_codec("vvc")
-    data = _mutate(_real("vvc"), edits, cut, limit=120)  # VPS, SPS, PPS come first
+    _damaged_header_path("vvc", edits, cut, limit=120)  # VPS, SPS, PPS come first
+
+
+def _damaged_header_path(name, edits, cut, *, limit):
+    """A real file of ``name`` damaged in its first ``limit`` bytes, through the header
+    path when it still looks like that codec's file."""
+    codec = require_codec(name)
+    data = _mutate(_real(name), edits, cut, limit=limit)
     if codec.check(data):
         _header_path(codec, data)
 

@@ -16,6 +16,7 @@
 
 #include <png.h>
 
+#include "bpg_internal.h" /* read_ue7: the tools link the library's objects */
 #include "npp_bpg.h"
 #include "tool_util.h"
 
@@ -69,14 +70,14 @@ static void show_info(const char *path, const uint8_t *data, size_t len)
     size_t pos = 6, end;
     uint32_t v, ext_len = 0;
     for (int k = 0; k < 3; k++)
-        tool_read_ue7(data, len, &pos, &v);
-    if (tool_read_ue7(data, len, &pos, &ext_len) || ext_len > len - pos)
+        read_ue7(data, len, &pos, &v);
+    if (read_ue7(data, len, &pos, &ext_len) || ext_len > len - pos)
         tool_die("%s: corrupt extension data", path);
     end = pos + ext_len;
     printf("Extension data:\n");
     while (pos < end) {
         uint32_t tag, n;
-        if (tool_read_ue7(data, end, &pos, &tag) || tool_read_ue7(data, end, &pos, &n) ||
+        if (read_ue7(data, end, &pos, &tag) || read_ue7(data, end, &pos, &n) ||
             n > end - pos)
             tool_die("%s: corrupt extension data", path);
         printf("  tag=%u (%s) length=%u\n", tag, TAG[tag <= 5 ? tag : 0], n);

@@ -26,6 +26,7 @@
 #include <jerror.h> /* after jpeglib.h */
 #include <png.h>
 
+#include "bpg_internal.h" /* read_ue7: the tools link the library's objects */
 #include "npp_bpg.h"
 #include "tool_util.h"
 
@@ -514,7 +515,7 @@ int main(int argc, char **argv)
     size_t head_len = 6, pos = 6;
     uint32_t v;
     for (int k = 0; k < 3; k++)
-        if (tool_read_ue7(bpg, len, &pos, &v))
+        if (read_ue7(bpg, len, &pos, &v))
             tool_die("internal error: unexpected BPG header from libnpp_bpg");
     head_len = pos;
     memcpy(head, bpg, head_len);

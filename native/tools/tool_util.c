@@ -67,26 +67,6 @@ int tool_int(const char *option, const char *value, long lo, long hi, const char
     return (int)v;
 }
 
-int tool_read_ue7(const uint8_t *p, size_t len, size_t *pos, uint32_t *v)
-{
-    uint32_t acc = 0;
-    for (int i = 0; i < 5; i++) {
-        if (*pos >= len)
-            return -1;
-        uint8_t b = p[(*pos)++];
-        if (i == 0 && b == 0x80)
-            return -1; /* not minimal */
-        if (i == 4 && (acc >> 25))
-            return -1; /* above 32 bits */
-        acc = acc << 7 | (b & 0x7f);
-        if (!(b & 0x80)) {
-            *v = acc;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 void tool_put_ue7(uint8_t *out, size_t *len, uint32_t v)
 {
     int n = 1;

@@ -28,10 +28,8 @@ _Noreturn void tool_bad_option(int c, char **argv, const struct option *longopts
 /* `value` as a whole decimal number in lo..hi, or die naming `option` and `what`. */
 int tool_int(const char *option, const char *value, long lo, long hi, const char *what);
 
-/* BPG's byte-aligned integers (FORMAT.md section 2). read returns 0, or -1 when the value
- * is cut short or not minimal. */
-int tool_read_ue7(const uint8_t *p, size_t len, size_t *pos, uint32_t *v);
-/* Appends v to out[*len] (at most 5 bytes). */
+/* Appends v to out[*len] as BPG's byte-aligned integer (FORMAT.md section 2; at most 5
+ * bytes). The tools read them with the library's read_ue7 (bpg_internal.h). */
 void tool_put_ue7(uint8_t *out, size_t *len, uint32_t v);
 
 /* The whole file in memory (*len bytes, free() it), or NULL with errno set. Refuses files

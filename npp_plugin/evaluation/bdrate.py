@@ -27,6 +27,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -211,12 +212,7 @@ def bd_rate_bootstrap(
             f"got {ra.shape}, {qa.shape}, {rt.shape}, {qt.shape}"
         )
         raise ShapeError(msg, actual_shape=rt.shape, expected_shape="(n_images, k)", argument="rate_test")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
-        msg = f"bd_rate_bootstrap: n_boot must be an integer >= 0, got {n_boot!r}"
-        raise InvalidArgumentError(msg, argument="n_boot", allowed=">= 0")
-    if not 0 < confidence < 1:
-        msg = f"bd_rate_bootstrap: confidence must be in (0, 1), got {confidence!r}"
-        raise InvalidArgumentError(msg, argument="confidence", allowed="(0, 1)")
+    _check_boot("bd_rate_bootstrap", n_boot, confidence)
     n = ra.shape[0]
     if n == 0:
         msg = "bd_rate_bootstrap: no images shared by anchor and test"
@@ -244,14 +240,7 @@ def bd_rate_bootstrap(
         boot_notes += bool(nb)
         if math.isfinite(v):
             values.append(v)
-    result.n_boot_valid = len(values)
-    if boot_notes:
-        result.warnings.append(f"{boot_notes}/{n_boot} bootstrap resamples had overlap warnings or dropped points")
-    if len(values) >= n_boot / 2:
-        alpha = (1.0 - confidence) / 2.0
-        result.ci_low, result.ci_high = (float(x) for x in np.quantile(values, [alpha, 1.0 - alpha]))
-    else:
-        result.warnings.append(f"only {len(values)}/{n_boot} resamples gave a BD-rate: no interval")
+    _set_interval(result, values, boot_notes)
     return result
 
 
@@ -288,12 +277,7 @@ def bd_rate_bootstrap_weighted(
     if ra.ndim != 2 or rt.ndim != 2 or ra.shape[0] != rt.shape[0] or ra.shape[0] == 0:
         msg = f"bd_rate_bootstrap_weighted: expected (n_images, k) rates for the same images, got {ra.shape} and {rt.shape}"
         raise ShapeError(msg, actual_shape=rt.shape, expected_shape="(n_images, k)", argument="rate_test")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
-        msg = f"bd_rate_bootstrap_weighted: n_boot must be an integer >= 0, got {n_boot!r}"
-        raise InvalidArgumentError(msg, argument="n_boot", allowed=">= 0")
-    if not 0 < confidence < 1:
-        msg = f"bd_rate_bootstrap_weighted: confidence must be in (0, 1), got {confidence!r}"
-        raise InvalidArgumentError(msg, argument="confidence", allowed="(0, 1)")
+    _check_boot("bd_rate_bootstrap_weighted", n_boot, confidence)
     n = ra.shape[0]
 
     def curves(w: np.ndarray):
@@ -323,13 +307,28 @@ def bd_rate_bootstrap_weighted(
             noted[m] += bool(nb)
             if math.isfinite(v):
                 values[m].append(v)
-    alpha = (1.0 - confidence) / 2.0
     for res, vals, nb in zip(results, values, noted, strict=True):
-        res.n_boot_valid = len(vals)
-        if nb:
-            res.warnings.append(f"{nb}/{n_boot} bootstrap resamples had overlap warnings or dropped points")
-        if len(vals) >= n_boot / 2:
-            res.ci_low, res.ci_high = (float(x) for x in np.quantile(vals, [alpha, 1.0 - alpha]))
-        else:
-            res.warnings.append(f"only {len(vals)}/{n_boot} resamples gave a BD-rate: no interval")
+        _set_interval(res, vals, nb)
     return results
+
+
+def _check_boot(who: str, n_boot: Any, confidence: Any) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
+        msg = f"{who}: n_boot must be an integer >= 0, got {n_boot!r}"
+        raise InvalidArgumentError(msg, argument="n_boot", allowed=">= 0")
+    if not 0 < confidence < 1:
+        msg = f"{who}: confidence must be in (0, 1), got {confidence!r}"
+        raise InvalidArgumentError(msg, argument="confidence", allowed="(0, 1)")
+
+
+def _set_interval(result: BdResult, values: list[float], noted: int) -> None:
+    """The percentile interval of the finite resampled ``values`` (none when fewer than half
+    the resamples gave one), with a warning for ``noted`` resamples that needed care."""
+    result.n_boot_valid = len(values)
+    if noted:
+        result.warnings.append(f"{noted}/{result.n_boot} bootstrap resamples had overlap warnings or dropped points")
+    if len(values) >= result.n_boot / 2:
+        alpha = (1.0 - result.confidence) / 2.0
+        result.ci_low, result.ci_high = (float(x) for x in np.quantile(values, [alpha, 1.0 - alpha]))
+    else:
+        result.warnings.append(f"only {len(values)}/{result.n_boot} resamples gave a BD-rate: no interval")

@@ -82,6 +82,8 @@ class Crops:
     saliency: torch.Tensor | None = None
     sources: list[str] = field(default_factory=list)
     bank: list[Any] | None = None
+    #: the photo each crop comes from (grid crops; for intervals over photos)
+    origins: list[str] = field(default_factory=list)
 
     @classmethod
     def random(cls, files: Sequence[Path], *, n: int, size: int, seed: int, task: Any) -> Crops:
@@ -96,7 +98,7 @@ class Crops:
         if len(crops) > n:  # evenly over the list, so every photo keeps some crops
             crops = [crops[i] for i in np.linspace(0, len(crops) - 1, n).round().astype(int)]
         x = torch.from_numpy(np.stack([c.pixels for c in crops])).permute(0, 3, 1, 2).float().div_(255)
-        return cls(x, task.reference(x), sources=sorted({c.source for c in crops}))
+        return cls(x, task.reference(x), sources=sorted({c.source for c in crops}), origins=[c.source for c in crops])
 
     def with_saliency(self, net: Any, batch: int = 32) -> Crops:
         """Compute what a saliency-blur network needs of these crops once: the saliency map

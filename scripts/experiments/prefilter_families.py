@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from npp_plugin.preprocessors.filters import gaussian_blur
 from npp_plugin.registry import get_codec, get_task
 from npp_plugin.training.search import Crops, RealObjective, builtin_dev_split
+from npp_plugin.training.surrogates import _dct_matrix
 
 TABLE = json.loads((Path(__file__).resolve().parents[2] / "npp_plugin" / "weights" / "blur-tuned.json").read_text())
 LAMBDAS = {int(q): float(v) for q, v in TABLE["provenance"]["lambdas"].items()}
@@ -68,16 +69,9 @@ def gauss_response(sigma: float) -> torch.Tensor:
     return torch.exp(-2 * math.pi**2 * sigma**2 * KNOTS[1:] ** 2)
 
 
-def _dct8() -> torch.Tensor:
-    k = torch.arange(8, dtype=torch.float64)
-    m = torch.cos(math.pi * (2 * k.view(1, -1) + 1) * k.view(-1, 1) / 16) * 0.5
-    m[0] /= math.sqrt(2)
-    return m.float()
-
-
 def dct_shrink(plane, thr: float, hard: bool) -> torch.Tensor:
     """Cycle-spun (4 shifts) 8×8 DCT shrinkage of AC coefficients; ``thr`` on the 0–255 scale."""
-    d = _dct8()
+    d = _dct_matrix()  # the surrogates' orthonormal 8×8 DCT
     n, c, h, w = plane.shape
     acc = torch.zeros_like(plane)
     for dy, dx in ((0, 0), (4, 4), (0, 4), (4, 0)):
@@ -109,16 +103,6 @@ def row(name, v, base, sources):
           f"  ΔJ {d.mean() / jb:+.1%} [{lo / jb:+.1%}, {hi / jb:+.1%}]", flush=True)
 
 
-def grid_crops(files, n, task):
-    c = Crops.grid(files, n=n, size=224, task=task)
-    from npp_plugin.datasets import fixed_crops
-
-    crops = list(fixed_crops(files, size=224))
-    if len(crops) > n:
-        crops = [crops[i] for i in np.linspace(0, len(crops) - 1, n).round().astype(int)]
-    return c, [k.source for k in crops]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=("shrink", "spectral", "gauss", "perimage"))
@@ -135,7 +119,8 @@ def main() -> None:
     if a.what == "perimage":
         return per_image(codec, task, fit_files + dev_files, qp, s0)
     if a.what in ("shrink", "gauss"):
-        crops, sources = grid_crops(fit_files + dev_files, a.crops, task)
+        crops = Crops.grid(fit_files + dev_files, n=a.crops, size=224, task=task)
+        sources = crops.origins
         obj = RealObjective(codec, task, crops, LAMBDAS, workers=2)
         base = obj.per_image(qp, blur)
         print(f"QP {qp}, {len(crops.x)} grid crops of {len(set(sources))} training photos; tuned blur σ {s0}: J {base['J'].mean():.4f}")
@@ -153,8 +138,8 @@ def main() -> None:
         return
     import cma
 
-    fit, fit_src = grid_crops(fit_files, 96, task)
-    dev, dev_src = grid_crops(dev_files, 40, task)
+    fit, dev = (Crops.grid(f, n=n, size=224, task=task) for f, n in ((fit_files, 96), (dev_files, 40)))
+    fit_src, dev_src = fit.origins, dev.origins
     of, od = RealObjective(codec, task, fit, LAMBDAS, workers=2), RealObjective(codec, task, dev, LAMBDAS, workers=2)
 
     def filt(v):
