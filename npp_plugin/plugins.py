@@ -58,6 +58,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "bpg": "npp_plugin.codecs.bpg",
     "npp": "npp_plugin.preprocessors.hook",
     "filters": "npp_plugin.preprocessors.filters",
+    "npp_refine": "npp_plugin.preprocessors.refine",
     "tasks": "npp_plugin.tasks.builtin",
 }
 

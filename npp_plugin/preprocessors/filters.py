@@ -206,13 +206,24 @@ class TunedBlur(Preprocessor):
             raise WeightsError(msg)
         self.path, self.sigmas, self.tuned_for = path, dict(sorted(sig.items())), {
             "codec": doc.get("codec"), "task": doc.get("task")}
+        lam = (doc.get("provenance") or {}).get("lambdas") or {}
+        #: λ per QP the σ were tuned at (the plain codec's rate–task slope), when recorded
+        self.lambdas = {int(q): float(v) for q, v in sorted(lam.items(), key=lambda kv: int(kv[0]))}
 
-    def sigma(self, codec: Codec, qp: int) -> float:
+    @staticmethod
+    def by_normalized_qp(values: dict[int, float], codec: Codec, qp: int) -> float:
+        """A per-QP table (QPs of the codec family it was made for, read in ``codec``'s own
+        normalisation range) interpolated linearly at ``codec.normalized_qp(qp)``, held at
+        the ends: how a table made for BPG applies to JPEG, HEIF or VVC."""
         import numpy as np
 
         lo, hi = codec.qp_norm_range or codec.qp_range
-        qs = [min(1.0, max(0.0, (q - lo) / (hi - lo))) for q in self.sigmas]
-        return float(np.interp(codec.normalized_qp(qp), qs, list(self.sigmas.values())))
+        keys = sorted(values)
+        qs = [min(1.0, max(0.0, (q - lo) / (hi - lo))) for q in keys]
+        return float(np.interp(codec.normalized_qp(qp), qs, [values[q] for q in keys]))
+
+    def sigma(self, codec: Codec, qp: int) -> float:
+        return self.by_normalized_qp(self.sigmas, codec, qp)
 
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         s = self.sigma(codec, qp)

@@ -1,0 +1,178 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The built-in plugin "npp_refine": a preprocessor's output refined at encode time for a
+known task network.
+
+    >>> codec = get_codec("bpg")
+    >>> data = codec.encode(img, qp=34, preprocess="npp_refine")            # MobileNetV2, 4 steps
+    >>> p = get_preprocessor("npp_refine", base="blur_tuned", steps=8)
+
+A base preprocessor (default the shipped NPP) filters the image; then a few Adam steps on its
+pixels lower, for this image and the codec and QP it is about to be coded with,
+
+    J = bits / pixel + λ(QP) · KL(task(image) ‖ task(decoded))
+
+Forward values are the real codec's bits and reconstruction; gradients come from the analytic
+surrogates (:func:`~npp_plugin.training.surrogates.surrogate_step`: squared-log rate model,
+codec-masked Jacobian). Of the iterates, each image keeps the one with the lowest real J, the
+base's output included, so for the codec it is given the result is never worse than the base
+on that J (the codec is deterministic and the output is coded from the same float pixels).
+
+Why at encode time: the same steps that lower J here cannot be amortised into a network
+trained on the 31 built-in training photos (README, "What works today"); done per image they
+lower held-out J by about half. They need the task network at the encoder and cost a real
+encode, decode and a backward pass through the task per step.
+
+λ per QP is the plain codec's own rate–task slope from the shipped blur table (calibrated for
+BPG and MobileNetV2, interpolated by ``codec.normalized_qp``); another task needs its own
+``lambdas``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgumentError
+from ..hookspecs import hookimpl
+from .base import Preprocessor, resolve_preprocessor
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..codec import Codec
+
+__all__ = ["TaskRefine", "npp_register_preprocessors"]
+
+MAX_STEPS = 100
+
+
+def _number(key: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not (lo <= value <= hi) or (not integer and not math.isfinite(value)):
+        kind = "an integer" if integer else "a number"
+        msg = f"preprocessor 'npp_refine': {key} must be {kind} in [{lo}, {hi}], got {value!r}"
+        raise InvalidArgumentError(msg, argument=key, allowed=f"[{lo}, {hi}]")
+    return value
+
+
+class TaskRefine(Preprocessor):
+    """``base``'s output refined per image by ``steps`` Adam steps on the real codec's J.
+
+    Args:
+        base: the preprocessor to start from (registered name or instance); default ``"npp"``,
+            the shipped weights.
+        task: the classification task network whose KL enters J (registered name or instance).
+        steps: Adam steps per image, 1–100 (each: one real encode and decode, one backward
+            pass through the task).
+        lr: Adam's step size, in [0, 1] pixel units, (0, 0.1].
+        lambdas: ``{qp: λ}`` for the codec family the table was made for (interpolated by
+            normalised QP), or one λ for every QP; None → the shipped blur table's, which
+            was calibrated for ``mobilenet_v2`` (another task must pass its own).
+        rate, jacobian: the surrogate's rate model and distortion Jacobian.
+        workers: threads for the codec's batch round trips (None: the codec's default).
+
+    Shape:
+        - batch: (N, 3, H, W) float in [0, 1] → same shape, dtype and device. The images are
+          refined independently (the loss is a sum over the batch; Adam is per element).
+    """
+
+    name = "npp_refine"
+
+    def __init__(
+        self,
+        *,
+        base: str | Preprocessor | None = "npp",
+        task: Any = "mobilenet_v2",
+        steps: int = 4,
+        lr: float = 0.004,
+        lambdas: dict | float | None = None,
+        rate: str = "sqlog",
+        jacobian: str = "masked",
+        workers: int | None = None,
+    ) -> None:
+        from ..registry import get_task
+        from ..training.surrogates import JACOBIANS, RATE_MODELS
+        from .filters import TunedBlur
+
+        self.steps = _number("steps", steps, 1, MAX_STEPS, integer=True)
+        self.lr = float(_number("lr", lr, 1e-6, 0.1))
+        if rate not in RATE_MODELS:
+            msg = f"preprocessor 'npp_refine': rate {rate!r} is not a rate model; allowed: {list(RATE_MODELS)}"
+            raise InvalidArgumentError(msg, argument="rate", allowed=list(RATE_MODELS))
+        if jacobian not in JACOBIANS:
+            msg = f"preprocessor 'npp_refine': jacobian {jacobian!r} is not a Jacobian; allowed: {list(JACOBIANS)}"
+            raise InvalidArgumentError(msg, argument="jacobian", allowed=list(JACOBIANS))
+        self.rate, self.jacobian, self.workers = rate, jacobian, workers
+        self.base = None if base is None else resolve_preprocessor(base)
+        self.task = get_task(task) if isinstance(task, str) else task
+        if getattr(self.task, "kind", None) != "classification":
+            msg = f"preprocessor 'npp_refine': task {getattr(self.task, 'name', task)!r} is not a classification task (its KL is what J weighs)"
+            raise InvalidArgumentError(msg, argument="task", allowed="a classification task, e.g. 'mobilenet_v2'")
+        table = TunedBlur()
+        if lambdas is None:
+            if table.tuned_for["task"] != self.task.name:
+                msg = (f"preprocessor 'npp_refine': the shipped λ table was calibrated for task "
+                       f"{table.tuned_for['task']!r}, not {self.task.name!r}; pass lambdas={{qp: λ}} "
+                       "(e.g. from `npp search blur` for that task)")
+                raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, or one λ > 0")
+            lambdas = table.lambdas
+        if isinstance(lambdas, (int, float)) and not isinstance(lambdas, bool):
+            lambdas = {0: lambdas}
+        try:
+            lam = {int(q): float(v) for q, v in dict(lambdas).items()}
+        except (TypeError, ValueError) as exc:
+            msg = f"preprocessor 'npp_refine': lambdas must map QPs to numbers, got {lambdas!r}"
+            raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, or one λ > 0") from exc
+        if not lam or not all(0 < v < 1e6 and math.isfinite(v) for v in lam.values()):
+            msg = f"preprocessor 'npp_refine': every λ must be positive and finite, got {lambdas!r}"
+            raise InvalidArgumentError(msg, argument="lambdas", allowed="λ in (0, 1e6)")
+        self.lambdas = dict(sorted(lam.items()))
+        self._table = table
+
+    def lam(self, codec: Codec, qp: int) -> float:
+        """λ at ``qp`` for ``codec`` (by normalised QP, held at the table's ends)."""
+        return self._table.by_normalized_qp(self.lambdas, codec, qp)
+
+    def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+        import torch
+
+        from ..training.surrogates import surrogate_step
+
+        lam = self.lam(codec, qp)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = batch.detach().clone().float()
+            start = (x if self.base is None else self.base(x, codec=codec, qp=qp)).detach().clone()
+            with torch.no_grad():
+                ref = self.task.reference(x)
+            npx = x.shape[-1] * x.shape[-2]
+            delta = torch.zeros_like(start, requires_grad=True)
+            opt = torch.optim.Adam([delta], lr=self.lr)
+            best, best_j = start.clone(), None
+            for it in range(self.steps + 1):
+                y = (start + delta).clamp(0, 1)
+                st = surrogate_step(y, codec=codec, qp=qp, rate=self.rate, jacobian=self.jacobian,
+                                    workers=self.workers)
+                j = st.bits / npx + lam * self.task.loss(st.x_hat, ref, reduction="none")
+                real = j.detach()  # the forward values are the real codec's: this is the real J
+                if best_j is None:
+                    best_j = real.clone()
+                else:
+                    better = real < best_j
+                    best[better], best_j[better] = y.detach()[better], real[better]
+                if it == self.steps:
+                    break
+                opt.zero_grad(set_to_none=True)
+                j.sum().backward()
+                opt.step()
+        return best.to(device=batch.device, dtype=batch.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"preprocessor": self.name, "base": None if self.base is None else self.base.get_config(),
+                "task": self.task.name, "steps": self.steps, "lr": self.lr,
+                "lambdas": {str(k): v for k, v in self.lambdas.items()}, "rate": self.rate,
+                "jacobian": self.jacobian}
+
+
+@hookimpl
+def npp_register_preprocessors(register) -> None:
+    register("npp_refine", TaskRefine)
