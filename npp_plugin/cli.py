@@ -2,7 +2,7 @@
 
     npp plugins                 plugins found, with versions, what they registered, and errors (JSON)
     npp codecs                  registered codecs, their QP range, options and availability (JSON)
-    npp encode IN OUT --codec C --qp N [--preprocess NAME [--weights FILE]] [-o key=value ...]
+    npp encode IN OUT --codec C --qp N [--preprocess NAME[:key=value...] [--weights FILE]] [-o key=value ...]
     npp decode IN OUT           codec found from the magic bytes; OUT format from its extension
     npp info FILE               header facts of a bitstream (JSON)
     npp models                  NPP network configurations and their parameter counts
@@ -109,12 +109,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     options = _parse_options(args.option)
     codec = get_codec(args.codec)
-    preprocess: Any = args.preprocess
-    if args.weights is not None:
-        if preprocess is None:
-            msg = "--weights needs --preprocess (e.g. --preprocess npp)"
-            raise NppError(msg)
-        preprocess = get_preprocessor(preprocess, weights=str(args.weights))
+    preprocess: Any = None
+    if args.weights is not None and args.preprocess is None:
+        msg = "--weights needs --preprocess (e.g. --preprocess npp)"
+        raise NppError(msg)
+    if args.preprocess is not None:  # "name" or "name:key=value:..." as in `npp eval run --variants`
+        from .evaluation.__main__ import parse_spec
+
+        name, config = parse_spec(args.preprocess)
+        if args.weights is not None:
+            config["weights"] = str(args.weights)
+        preprocess = get_preprocessor(name, **config)
     image = _load_image(Path(args.input))
     data = codec.encode(image, qp=args.qp, preprocess=preprocess, **options)
     atomic_write_bytes(args.output, data)
@@ -197,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--codec", required=True)
     p.add_argument("--qp", type=int, required=True)
-    p.add_argument("--preprocess", default=None, help="registered preprocessor, e.g. npp")
+    p.add_argument("--preprocess", default=None,
+                   help="registered preprocessor and its options, e.g. npp or npp_refine:steps=8")
     p.add_argument("--weights", type=Path, default=None, help="weights file for the preprocessor")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="codec option")
     p.set_defaults(func=cmd_encode)

@@ -3,10 +3,11 @@
 An evaluation (:mod:`npp_plugin.evaluation`) of every selected codec on 224² crops (stride
 112) of the built-in photos that training holds out (``builtin:val``): plain, with the
 Gaussian-blur baselines (``blur05`` and ``blur_tuned``, the σ per QP tuned on the training
-photos), and with NPP when weights are available (shipped in the package, or named with
-``--weights`` / ``NPP_WEIGHTS``). It prints the BD-rate table against the plain codec *and*
-against ``blur_tuned`` (95 % bootstrap intervals over source photos) and the per-QP curves,
-and writes JSON, CSV and plots to ``--out``. Rerunning resumes: finished rows are not
+photos), with NPP when weights are available (shipped in the package, or named with
+``--weights`` / ``NPP_WEIGHTS``), and with ``npp_refine`` (the tuned blur refined per image
+at encode time on the task's J; :mod:`npp_plugin.preprocessors.refine`). It prints the
+BD-rate table against the plain codec *and* against ``blur_tuned`` (95 % bootstrap intervals
+over source photos) and the per-QP curves, and writes JSON, CSV and plots to ``--out``. Rerunning resumes: finished rows are not
 recomputed.
 """
 
@@ -33,6 +34,20 @@ def _npp_variant(weights: str | None) -> str | None:
     return "npp" if weights is None else f"npp:weights={path}"
 
 
+def _refine_variant(task: str) -> str | None:
+    """``npp_refine`` (the tuned blur refined per image on the task's J) when the shipped λ
+    table fits the task; otherwise None, with a note."""
+    import sys
+
+    from .preprocessors.filters import TunedBlur
+
+    table_task = TunedBlur().tuned_for["task"]
+    if task != table_task:
+        print(f"npp demo: npp_refine left out: its λ table is for {table_task}, not {task}", file=sys.stderr)  # noqa: T201
+        return None
+    return "npp_refine"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="npp demo", description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", default="jpeg,bpg", help="comma-separated codecs (default jpeg,bpg)")
@@ -50,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     npp = _npp_variant(args.weights)
     if npp is not None:
         variants.append(npp)
+    refine = _refine_variant(args.task)
+    if refine is not None:
+        variants.append(refine)
     from .evaluation.__main__ import main as eval_main
 
     limit = [] if args.max_images is None else ["--max-images", str(args.max_images)]

@@ -88,6 +88,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         (["encode", "{png}", "{out}", "--codec", "jpeg", "--qp", "99"], "jpeg: qp=99 is out of range 0..51"),
         (["encode", "{png}", "{out}", "--codec", "jpeg", "--qp", "30", "-o", "chroma=411"], "chroma=411 is not allowed"),
         (["encode", "{png}", "{out}", "--codec", "jpeg", "--qp", "30", "--preprocess", "nope"], "unknown preprocessor"),
+        (["encode", "{png}", "{out}", "--codec", "jpeg", "--qp", "30", "--preprocess", "npp_refine:steps=0"],
+         "npp_refine': steps must be an integer in [1, 100], got 0"),
+        (["encode", "{png}", "{out}", "--codec", "jpeg", "--qp", "30", "--preprocess", "npp_refine:steps"],
+         "must look like key=value"),
         (["encode", "{tmp}/missing.png", "{out}", "--codec", "jpeg", "--qp", "30"], "No such file"),
         (["decode", "{png}", "{out}"], "no registered codec recognises these bytes"),
     ],
@@ -101,6 +105,14 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, png, args, 
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_encode_takes_preprocessor_options(tmp_path, png, capsys):
+    out = tmp_path / "o.jpg"
+    assert main(["encode", str(png), str(out), "--codec", "jpeg", "--qp", "34",
+                 "--preprocess", "npp_refine:base=blur_tuned:steps=1"]) == 0
+    assert Image.open(out).size == Image.open(png).size
+    assert "jpeg qp=34" in capsys.readouterr().out
 
 
 def test_failed_encode_leaves_existing_output_untouched(tmp_path, png):

@@ -110,5 +110,32 @@ def test_registered_and_described():
     p = npp_plugin.get_preprocessor("npp_refine", base="blur_tuned")
     cfg = p.get_config()
     assert cfg["preprocessor"] == "npp_refine" and cfg["base"]["preprocessor"] == "blur_tuned"
+    assert npp_plugin.get_preprocessor("npp_refine", base="npp").base.name == "npp"
     assert cfg["task"] == "mobilenet_v2" and cfg["steps"] == 4
     assert not p.codec_independent
+
+
+def test_weights_option_builds_the_npp_base_and_only_that(tmp_path):
+    from npp_plugin.preprocessors.weights import read_weights
+
+    p = TaskRefine(weights=str(read_weights().path), steps=1)
+    assert p.base.name == "npp" and p.base.get_config()["sha256"] == read_weights().sha256
+    with pytest.raises(InvalidArgumentError) as e:
+        TaskRefine(base="blur05", weights=str(read_weights().path))
+    assert e.value.argument == "weights"
+
+
+def test_step_size_follows_the_quantiser_step():
+    codec = npp_plugin.get_codec("bpg")
+    p = TaskRefine(base=None, steps=1, lr=0.004)
+    assert p.step_size(codec, 34) == pytest.approx(0.004)
+    assert p.step_size(codec, 28) == pytest.approx(0.002)
+    assert p.step_size(codec, 40) == pytest.approx(0.008)
+
+
+def test_demo_adds_the_refined_variant_when_the_lambda_table_fits_the_task(capsys):
+    from npp_plugin.demo import _refine_variant
+
+    assert _refine_variant("mobilenet_v2") == "npp_refine"
+    assert _refine_variant("efficientnet_lite0") is None
+    assert "λ table is for mobilenet_v2" in capsys.readouterr().err
