@@ -47,7 +47,7 @@ PUBLIC = {
     ],
     "npp_plugin.preprocessors": [
         "BilateralFilter", "CONFIGS", "GaussianBlur", "GuidedFilter", "NppConfig", "NppNet",
-        "NppPreprocessor", "NppWeights", "Preprocessor", "TunedBlur", "check_onnx_equivalence",
+        "NppPreprocessor", "NppWeights", "Preprocessor", "TaskRefine", "TunedBlur", "check_onnx_equivalence",
         "count_parameters", "describe_configs", "export_onnx", "gaussian_blur", "load_weights",
         "npp_filter", "npp_net", "read_weights", "resolve_preprocessor", "resolve_weights",
         "save_weights",

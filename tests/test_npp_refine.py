@@ -91,7 +91,7 @@ def test_lambda_follows_the_shipped_table_by_normalised_qp():
 @pytest.mark.parametrize(("kw", "argument"), [
     ({"steps": 0}, "steps"), ({"steps": 101}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"),
     ({"lr": 0.5}, "lr"), ({"lr": float("nan")}, "lr"), ({"rate": "bits"}, "rate"), ({"jacobian": "exact"}, "jacobian"),
-    ({"lambdas": {34: -1.0}}, "lambdas"), ({"lambdas": {"x": 1}}, "lambdas"), ({"lambdas": {}}, "lambdas"),
+    ({"max_pixels": 0}, "max_pixels"), ({"lambdas": {34: -1.0}}, "lambdas"), ({"lambdas": {"x": 1}}, "lambdas"), ({"lambdas": {}}, "lambdas"),
 ])
 def test_bad_options_are_refused_with_the_argument_named(kw, argument):
     with pytest.raises(InvalidArgumentError) as e:
@@ -139,3 +139,12 @@ def test_demo_adds_the_refined_variant_when_the_lambda_table_fits_the_task(capsy
     assert _refine_variant("mobilenet_v2") == "npp_refine"
     assert _refine_variant("efficientnet_lite0") is None
     assert "λ table is for mobilenet_v2" in capsys.readouterr().err
+
+
+def test_too_large_images_are_refused_before_any_work():
+    codec = npp_plugin.get_codec("bpg", fast=True)
+    p = TaskRefine(base=None, steps=1, max_pixels=64 * 64)
+    with pytest.raises(InvalidArgumentError, match="more than max_pixels=4096") as e:
+        p(torch.zeros(1, 3, 65, 64), codec=codec, qp=34)
+    assert e.value.argument == "max_pixels"
+    assert p(torch.zeros(1, 3, 64, 64), codec=codec, qp=34).shape == (1, 3, 64, 64)

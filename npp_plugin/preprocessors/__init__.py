@@ -10,6 +10,7 @@ not import torch.
     model.py        NppNet, NppConfig, CONFIGS, npp_net(), describe_configs()
     weights.py      save_weights(), load_weights(), read_weights(), resolve_weights()
     hook.py         NppPreprocessor, npp_filter() and the "npp" registration
+    refine.py       TaskRefine: "npp_refine", per-image refinement on the real codec's J
     onnx_export.py  export_onnx(), check_onnx_equivalence()
     saliency.py     SaliencyBlurNet, SaliencyBlurConfig (the saliency-guided blur NPP)
 """
@@ -32,6 +33,7 @@ __all__ = [
     "NppNet",
     "NppPreprocessor",
     "NppWeights",
+    "TaskRefine",
     "check_onnx_equivalence",
     "count_parameters",
     "describe_configs",
@@ -65,6 +67,7 @@ _WHERE = {
     "save_weights": "weights",
     "NppPreprocessor": "hook",
     "npp_filter": "hook",
+    "TaskRefine": "refine",
     "export_onnx": "onnx_export",
     "check_onnx_equivalence": "onnx_export",
 }
