@@ -148,3 +148,25 @@ def test_too_large_images_are_refused_before_any_work():
         p(torch.zeros(1, 3, 65, 64), codec=codec, qp=34)
     assert e.value.argument == "max_pixels"
     assert p(torch.zeros(1, 3, 64, 64), codec=codec, qp=34).shape == (1, 3, 64, 64)
+
+
+def test_shipped_recipe_matches_the_defaults_and_was_tuned_without_the_held_out_photos():
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(npp_plugin.__file__).parent / "weights" / "npp-refine.json").read_text())
+    assert doc["format"] == "npp_plugin.npp-refine/1"
+    cfg = TaskRefine().get_config()
+    assert doc["defaults"] == {k: cfg[k] for k in ("task", "steps", "lr", "rate", "jacobian")} | {"base": "blur_tuned"}
+    assert cfg["base"]["preprocessor"] == "blur_tuned"
+    val = {p.name for p in BuiltinPhotos("val").files}
+    assert doc["tuning"]["photos"] and not set(doc["tuning"]["photos"]) & val
+    best = {}
+    for r in doc["tuning"]["rows"]:  # the default step size law picks each QP's best of the three sizes
+        if r["steps"] == 4 and r["base"] == "blur_tuned":
+            best.setdefault(r["qp"], []).append((r["J"], r["step_size"]))
+    codec = npp_plugin.get_codec("bpg")
+    for qp, rows in best.items():
+        assert min(rows)[1] == pytest.approx(TaskRefine(base=None).step_size(codec, qp), rel=0.15), qp
+    measured = {(r["task"], r["anchor"]) for r in doc["held_out"]["bd_rates"] if r["metric"] == "kl"}
+    assert {("mobilenet_v2", "bpg/blur_tuned"), ("efficientnet_lite0", "bpg/plain")} <= measured

@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Choose ``npp_refine``'s step size and base on the training photos (an experiment, not API).
 
-32 grid crops of the 31 built-in training photos (never the held-out ``builtin:val``), BPG at
-level 8 (``npp demo``'s setting), MobileNetV2, λ of the shipped blur table; for each QP the real
-J = bpp + λ·KL of ``npp_refine`` from the tuned blur and from the shipped NPP, 4 Adam steps at a
-step size of 0.002 / 0.004 / 0.008 at that QP (each passed as the QP-34 value that the
-step-size law turns into it), and 8 steps at 0.004, against the tuned blur's own J. This is what chose the defaults (the step size ×2 every 6 QP, the tuned
-blur as base, README "npp_refine"). Usage::
+32 grid crops of 22 of the 32 built-in training photos (never the held-out ``builtin:val``),
+BPG at level 8 (``npp demo``'s setting), MobileNetV2, λ of the shipped blur table. For each QP:
+the real J = bpp + λ·KL of the tuned blur and of the shipped NPP alone, then of ``npp_refine``
+from each with 4 Adam steps of 0.002 / 0.004 / 0.008 at that QP (each passed as the QP-34
+value that the step-size law turns into it), and with 8 steps of 0.004, all against the tuned
+blur's J. This chose the defaults (the step size ×2 every 6 QP, the tuned blur as base; README
+"npp_refine"; the rows are in ``npp_plugin/weights/npp-refine.json``). Usage::
 
     .venv/bin/python scripts/experiments/tune_refine.py --qps 28 34 41
 """
