@@ -169,7 +169,8 @@ class TaskRefine(Preprocessor):
             raise InvalidArgumentError(msg, argument="max_pixels", allowed=f"images of at most {self.max_pixels} pixels")
         lam = self.lam(codec, qp)
         with torch.inference_mode(False), torch.enable_grad():
-            x = batch.detach().clone().float()
+            # on the task network's device (the codec reads CPU tensors either way)
+            x = batch.detach().to(device=getattr(self.task, "device", "cpu"), dtype=torch.float32).clone()
             start = (x if self.base is None else self.base(x, codec=codec, qp=qp)).detach().clone()
             with torch.no_grad():
                 ref = self.task.reference(x)
