@@ -7,8 +7,8 @@ photos), with NPP when weights are available (shipped in the package, or named w
 ``--weights`` / ``NPP_WEIGHTS``), and with ``npp_refine`` (the tuned blur refined per image
 at encode time on the task's J; :mod:`npp_plugin.preprocessors.refine`). It prints the
 BD-rate table against the plain codec *and* against ``blur_tuned`` (95 % bootstrap intervals
-over source photos) and the per-QP curves, and writes JSON, CSV and plots to ``--out``. Rerunning resumes: finished rows are not
-recomputed.
+over source photos) and the per-QP curves, and writes JSON, CSV and plots to ``--out``.
+Rerunning resumes: finished rows are not recomputed.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ codec-masked Jacobian). Of the iterates, each image keeps the one with the lowes
 base's output included, so for the codec it is given the result is never worse than the base
 on that J (the codec is deterministic and the output is coded from the same float pixels).
 
-Why at encode time: the same steps that lower J here cannot be amortised into a network
-trained on the 31 built-in training photos (README, "What works today"); done per image they
-lower held-out J by about half. They need the task network at the encoder and cost a real
-encode, decode and a backward pass through the task per step.
+Why at encode time: a network trained on the same gradients over the built-in training
+photos did not learn these changes, while per image they lower the held-out J far below the
+tuned blur's (README, "npp_refine"). The price: the task network at the encoder, and per step a
+real encode and decode and a backward pass through the task.
 
 λ per QP is the plain codec's own rate–task slope from the shipped blur table (calibrated for
 BPG and MobileNetV2, interpolated by ``codec.normalized_qp``); another task needs its own
@@ -118,7 +118,7 @@ class TaskRefine(Preprocessor):
         if weights is not None:
             if base not in ("npp", "blur_tuned"):  # blur_tuned: the default, replaced by the NPP
                 msg = f"preprocessor 'npp_refine': weights= starts from that NPP; it does not go with base={base!r}"
-                raise InvalidArgumentError(msg, argument="weights", allowed="weights with base 'npp' (or no base)")
+                raise InvalidArgumentError(msg, argument="weights", allowed="weights with base 'npp' (or the default base)")
             base = get_preprocessor("npp", weights=str(weights))
         self.base = None if base is None else resolve_preprocessor(base)
         self.task = get_task(task) if isinstance(task, str) else task
@@ -152,8 +152,8 @@ class TaskRefine(Preprocessor):
 
     def step_size(self, codec: Codec, qp: int) -> float:
         """Adam's step size at ``qp``: ``lr · 2^((q − 34)/6)``, q the QP on HEVC's scale
-        (``51 · codec.normalized_qp(qp)``). On the training photos the best of 0.002 / 0.004 /
-        0.008 was 0.002 at QP 28, 0.004 at 34 and 0.008 at 41 (README, "npp_refine")."""
+        (``51 · codec.normalized_qp(qp)``), as the quantiser step grows; the tuning on the
+        training photos that chose it is in ``weights/npp-refine.json``."""
         return self.lr * 2.0 ** ((51.0 * codec.normalized_qp(qp) - 34.0) / 6.0)
 
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
@@ -200,7 +200,7 @@ class TaskRefine(Preprocessor):
         return {"preprocessor": self.name, "base": None if self.base is None else self.base.get_config(),
                 "task": self.task.name, "steps": self.steps, "lr": self.lr,
                 "lambdas": {str(k): v for k, v in self.lambdas.items()}, "rate": self.rate,
-                "jacobian": self.jacobian}
+                "jacobian": self.jacobian, "max_pixels": self.max_pixels}
 
 
 @hookimpl
