@@ -35,7 +35,7 @@ def main() -> None:
     crops = Crops.grid(fit + dev, n=a.crops, size=224, task=task)
     npx = crops.x[0, 0].numel()
     for qp in a.qps:
-        scale = TaskRefine(base=None, steps=1, lr=1.0).step_size(codec, qp)  # lr → step at this QP
+        scale = TaskRefine(base=None, steps=1, lr=0.01).step_size(codec, qp) / 0.01  # the law's factor at this QP
         configs = [("blur_tuned", 4, lr) for lr in (0.002, 0.004, 0.008)]
         configs += [("npp", 4, lr) for lr in (0.002, 0.004, 0.008)] + [("blur_tuned", 8, 0.004)]
         ref_j = None
