@@ -5,9 +5,9 @@ Run:
     pytest tests/benchmarks/test_bench_refine.py --benchmark-only
 
 Variants, all through ``codec.encode(img, qp=34, preprocess=...)`` in one group: the plain codec,
-``blur_tuned``, the shipped ``npp`` and ``npp_refine`` (the NPP plus 4 Adam steps on J, each a
-real encode + decode and a backward pass through MobileNetV2), for BPG at level 8 (``npp demo``'s
-setting) and JPEG. Compare the medians within a group; ``npp_refine / plain`` is the price of
+``blur_tuned``, the shipped ``npp`` and ``npp_refine`` (the tuned blur plus 4 Adam steps on J,
+each a real encode + decode and a backward pass through MobileNetV2), for BPG at level 8
+(``npp demo``'s setting) and JPEG. Compare the medians within a group; ``npp_refine / plain`` is the price of
 its bit saving. Torch uses ``$NPP_BENCH_THREADS`` threads (default 1).
 """
 
