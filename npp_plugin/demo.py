@@ -39,9 +39,9 @@ def _refine_variant(task: str) -> str | None:
     table fits the task; otherwise None, with a note."""
     import sys
 
-    from .preprocessors.filters import TunedBlur
+    from .registry import get_preprocessor
 
-    table_task = TunedBlur().tuned_for["task"]
+    table_task = get_preprocessor("blur_tuned").tuned_for["task"]
     if task != table_task:
         print(f"npp demo: npp_refine left out: its λ table is for {table_task}, not {task}", file=sys.stderr)  # noqa: T201
         return None

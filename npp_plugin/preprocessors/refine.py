@@ -49,11 +49,9 @@ MAX_STEPS = 100
 MAX_PIXELS = 1 << 22
 
 
-def _number(key: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> Any:
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not (lo <= value <= hi) or (not integer and not math.isfinite(value)):
-        kind = "an integer" if integer else "a number"
-        msg = f"preprocessor 'npp_refine': {key} must be {kind} in [{lo}, {hi}], got {value!r}"
+def _integer(key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        msg = f"preprocessor 'npp_refine': {key} must be an integer in [{lo}, {hi}], got {value!r}"
         raise InvalidArgumentError(msg, argument=key, allowed=f"[{lo}, {hi}]")
     return value
 
@@ -103,10 +101,10 @@ class TaskRefine(Preprocessor):
     ) -> None:
         from ..registry import get_preprocessor, get_task
         from ..training.surrogates import JACOBIANS, RATE_MODELS
-        from .filters import TunedBlur
+        from .filters import _positive
 
-        self.steps = _number("steps", steps, 1, MAX_STEPS, integer=True)
-        self.lr = float(_number("lr", lr, 1e-6, 0.1))
+        self.steps = _integer("steps", steps, 1, MAX_STEPS)
+        self.lr = _positive(self.name, "lr", lr, upper=0.1)
         if rate not in RATE_MODELS:
             msg = f"preprocessor 'npp_refine': rate {rate!r} is not a rate model; allowed: {list(RATE_MODELS)}"
             raise InvalidArgumentError(msg, argument="rate", allowed=list(RATE_MODELS))
@@ -114,7 +112,7 @@ class TaskRefine(Preprocessor):
             msg = f"preprocessor 'npp_refine': jacobian {jacobian!r} is not a Jacobian; allowed: {list(JACOBIANS)}"
             raise InvalidArgumentError(msg, argument="jacobian", allowed=list(JACOBIANS))
         self.rate, self.jacobian, self.workers = rate, jacobian, workers
-        self.max_pixels = _number("max_pixels", max_pixels, 1, 1 << 40, integer=True)
+        self.max_pixels = _integer("max_pixels", max_pixels, 1, 1 << 40)
         if weights is not None:
             if base not in ("npp", "blur_tuned"):  # blur_tuned: the default, replaced by the NPP
                 msg = f"preprocessor 'npp_refine': weights= starts from that NPP; it does not go with base={base!r}"
@@ -125,7 +123,7 @@ class TaskRefine(Preprocessor):
         if getattr(self.task, "kind", None) != "classification":
             msg = f"preprocessor 'npp_refine': task {getattr(self.task, 'name', task)!r} is not a classification task (its KL is what J weighs)"
             raise InvalidArgumentError(msg, argument="task", allowed="a classification task, e.g. 'mobilenet_v2'")
-        table = TunedBlur()
+        table = get_preprocessor("blur_tuned")  # the shipped table, read once per process
         if lambdas is None:
             if table.tuned_for["task"] != self.task.name:
                 msg = (f"preprocessor 'npp_refine': the shipped λ table was calibrated for task "
@@ -180,9 +178,10 @@ class TaskRefine(Preprocessor):
             best, best_j = start.clone(), None
             for it in range(self.steps + 1):
                 y = (start + delta).clamp(0, 1)
-                st = surrogate_step(y, codec=codec, qp=qp, rate=self.rate, jacobian=self.jacobian,
-                                    workers=self.workers)
-                j = st.bits / npx + lam * self.task.loss(st.x_hat, ref, reduction="none")
+                with torch.set_grad_enabled(it < self.steps):  # the last iterate is only scored
+                    st = surrogate_step(y, codec=codec, qp=qp, rate=self.rate, jacobian=self.jacobian,
+                                        workers=self.workers)
+                    j = st.bits / npx + lam * self.task.loss(st.x_hat, ref, reduction="none")
                 real = j.detach()  # the forward values are the real codec's: this is the real J
                 if best_j is None:
                     best_j = real.clone()

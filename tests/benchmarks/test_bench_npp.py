@@ -15,7 +15,6 @@ benchmark's ``extra_info`` and printed as a table at the end. Threads: torch use
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 import warnings
@@ -28,6 +27,8 @@ torch = pytest.importorskip("torch")
 from npp_plugin import Codec  # noqa: E402
 from npp_plugin.preprocessors.hook import NppPreprocessor  # noqa: E402
 from npp_plugin.preprocessors.model import CONFIGS, count_parameters, npp_net  # noqa: E402
+
+from ._session import benchmark_session  # noqa: E402
 
 SIZES = (224, 512)
 QP = 37
@@ -42,15 +43,8 @@ _REF: dict[tuple[str, int], float | str] = {}
 
 @pytest.fixture(autouse=True, scope="module")
 def _only_when_benchmarking(request):
-    if not (request.config.getoption("benchmark_only", False) or os.environ.get("NPP_BENCH")):
-        pytest.skip(
-            "benchmark: run with `pytest tests/benchmarks/test_bench_npp.py --benchmark-only`"
-        )
-    n = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("NPP_BENCH_THREADS", "1")))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+    with benchmark_session(request, "test_bench_npp.py") as threads:
+        yield
     _report(request.config, threads)
 
 

@@ -13,25 +13,21 @@ its bit saving. Torch uses ``$NPP_BENCH_THREADS`` threads (default 1).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import npp_plugin  # noqa: E402
 
+from ._session import benchmark_session  # noqa: E402
+
 VARIANTS = ("plain", "blur_tuned", "npp", "npp_refine")
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _only_when_benchmarking(request):
-    if not (request.config.getoption("benchmark_only", False) or os.environ.get("NPP_BENCH")):
-        pytest.skip("benchmark: run with `pytest tests/benchmarks/test_bench_refine.py --benchmark-only`")
-    n = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("NPP_BENCH_THREADS", "1")))
-    yield
-    torch.set_num_threads(n)
+    with benchmark_session(request, "test_bench_refine.py"):
+        yield
 
 
 @pytest.mark.parametrize("codec_name", ["bpg", "jpeg"])

@@ -32,6 +32,8 @@ torch = pytest.importorskip("torch")
 
 from npp_plugin.registry import available_codecs, get_codec, get_task  # noqa: E402
 
+from ._session import benchmark_session  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 QP, BATCH, SIZE = 34, 4, 128
 _MEDIANS: dict[str, float] = {}
@@ -39,12 +41,8 @@ _MEDIANS: dict[str, float] = {}
 
 @pytest.fixture(autouse=True, scope="module")
 def _only_when_benchmarking(request):
-    if not (request.config.getoption("benchmark_only", False) or os.environ.get("NPP_BENCH")):
-        pytest.skip("benchmark: run with `pytest tests/benchmarks/test_bench_train.py --benchmark-only`")
-    n = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("NPP_BENCH_THREADS", "1")))
-    yield
-    torch.set_num_threads(n)
+    with benchmark_session(request, "test_bench_train.py"):
+        yield
     _report()
 
 
