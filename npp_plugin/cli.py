@@ -9,6 +9,7 @@
     npp export-onnx W OUT       NPP weights to ONNX (runs on onnxruntime without PyTorch)
     npp demo                    the main job on the built-in photos
     npp train ... / npp eval ...  training and evaluation (see ``npp train -h``, ``npp eval -h``)
+    npp teacher ... / npp distil ...  npp_refine's targets, and the NPP network trained on them
 
 User errors print one line to stderr and exit with status 2; nothing half-written is left.
 A reader that stops early (``npp plugins | head``) ends the command quietly, with status 0.
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                            ("train", "train NPP (npp train -h)"),
                            ("eval", "evaluate codecs and preprocessors (npp eval -h)"),
                            ("search", "derivative-free tuning on the real codec: blur | npp (npp search -h)"),
+                           ("teacher", "npp_refine's outputs over training crops, for distillation (npp teacher -h)"),
+                           ("distil", "train the NPP network on the teacher's outputs (npp distil -h)"),
                            ("check-surrogate", "predicted vs real changes of bits and task loss (npp check-surrogate -h)")):
         p = sub.add_parser(name, help=helptext, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -237,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _MODULES = {"train": "npp_plugin.training.__main__", "eval": "npp_plugin.evaluation.__main__",
             "demo": "npp_plugin.demo", "search": "npp_plugin.training.search",
+            "teacher": "npp_plugin.training.teacher", "distil": "npp_plugin.training.distil",
             "check-surrogate": "npp_plugin.training.surrogate_check"}
 
 

@@ -49,6 +49,15 @@ class NppConfig:
             the last width. ``len(widths)`` levels → input padded to a multiple of ``2**levels``.
         qa: quantization adaptation layers present (``False`` for training stage 2).
         qa_hidden: hidden units of each QA MLP.
+        base_sigma: ``((q, σ), ...)`` knots of a Gaussian blur applied first, σ interpolated
+            linearly in the operating point ``q`` and held at the ends (the tuned blur's table,
+            :class:`~npp_plugin.preprocessors.filters.TunedBlur`); empty: no blur. The
+            branches then add their change to the blurred image, so a fresh network is
+            exactly that blur.
+        gain: the branches' change (pixel branch minus its input, plus the U-Net's output) is
+            multiplied by this before it is added (1: the paper's sum). Distillation sets it
+            on development photos: a student fitted by squared error predicts the teacher's
+            change shrunk towards zero where it is unsure.
         description: one line for ``npp npp-info``.
     """
 
@@ -56,6 +65,8 @@ class NppConfig:
     widths: tuple[int, ...]
     qa: bool = True
     qa_hidden: int = 64
+    base_sigma: tuple[tuple[float, float], ...] = ()
+    gain: float = 1.0
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +86,20 @@ class NppConfig:
         if not isinstance(self.qa, bool):
             msg = f"NppNet: qa must be True or False, got {self.qa!r}"
             raise InvalidArgumentError(msg, argument="qa", allowed=(True, False))
+        try:
+            knots = tuple(sorted((float(q), float(sg)) for q, sg in self.base_sigma))
+        except (TypeError, ValueError) as exc:
+            msg = f"NppNet: base_sigma must be (q, sigma) pairs, got {self.base_sigma!r}"
+            raise InvalidArgumentError(msg, argument="base_sigma", allowed="(q, sigma) pairs") from exc
+        if not all(0.0 <= q <= 1.0 and 0.0 < sg <= MAX_BASE_SIGMA for q, sg in knots):
+            msg = f"NppNet: base_sigma knots need q in [0, 1] and sigma in (0, {MAX_BASE_SIGMA}], got {knots!r}"
+            raise InvalidArgumentError(msg, argument="base_sigma", allowed=f"q in [0, 1], sigma in (0, {MAX_BASE_SIGMA}]")
+        if isinstance(self.gain, bool) or not isinstance(self.gain, (int, float)) or not 0 < self.gain <= 100:
+            msg = f"NppNet: gain must be a number in (0, 100], got {self.gain!r}"
+            raise InvalidArgumentError(msg, argument="gain", allowed="(0, 100]")
         object.__setattr__(self, "widths", widths)
+        object.__setattr__(self, "base_sigma", knots)
+        object.__setattr__(self, "gain", float(self.gain))
 
     @property
     def levels(self) -> int:
@@ -89,16 +113,23 @@ class NppConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["widths"] = list(self.widths)
+        # the blur in front and the gain are stored only when used: files of networks
+        # without them stay as they were
+        d["base_sigma"] = [list(k) for k in self.base_sigma]
+        for key, default in (("base_sigma", []), ("gain", 1.0)):
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NppConfig:
-        known = {"name", "widths", "qa", "qa_hidden", "description"}
+        known = {"name", "widths", "qa", "qa_hidden", "base_sigma", "gain", "description"}
         unknown = sorted(set(d) - known)
         if unknown:
             msg = f"NppNet: unknown configuration key {unknown[0]!r}; known: {', '.join(sorted(known))}"
             raise InvalidArgumentError(msg, argument=unknown[0], allowed=sorted(known))
-        return cls(**{**d, "widths": tuple(d["widths"])})
+        knots = tuple(tuple(k) for k in d.get("base_sigma", ()))
+        return cls(**{**d, "widths": tuple(d["widths"]), "base_sigma": knots})
 
 
 #: Named configurations. ``paper`` reproduces the paper's 9.42 M parameters; the others are
@@ -120,6 +151,35 @@ CONFIGS: dict[str, NppConfig] = {
         description="CPU experiments and tests, about 0.15 M parameters",
     ),
 }
+
+
+#: Largest σ of the blur in front (its kernel has the fixed radius ⌈3σ⌉ so it exports to ONNX).
+MAX_BASE_SIGMA = 2.0
+_BASE_RADIUS = 6
+
+
+def _interp_knots(q: Tensor, knots: tuple[tuple[float, float], ...]) -> Tensor:
+    """Piecewise-linear σ(q) through ``knots``, held at the ends (as ``numpy.interp``)."""
+    sig = torch.full_like(q, knots[0][1])
+    for (q0, s0), (q1, s1) in zip(knots[:-1], knots[1:], strict=True):
+        t = ((q - q0) / max(q1 - q0, 1e-12)).clamp(0.0, 1.0)
+        sig = torch.where(q >= q0, s0 + t * (s1 - s0), sig)
+    return sig
+
+
+def _base_blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """Separable Gaussian blur of (N, C, H, W) with one σ per image (N,): the tuned blur's
+    kernel (radius ⌈3σ⌉, normalised taps, reflect padding) written with a fixed radius, whose
+    extra taps weigh under 1e-8."""
+    r = _BASE_RADIUS
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t[None, :] / sigma.to(x)[:, None].clamp_min(1e-3)) ** 2)
+    k = (k / k.sum(dim=1, keepdim=True))[:, :, None, None, None]  # (N, taps, 1, 1, 1)
+    h, w = x.shape[-2:]
+    mode = "reflect" if r < min(h, w) else "replicate"
+    xp = F.pad(x, (r, r, r, r), mode=mode)
+    rows = sum(k[:, j] * xp[:, :, :, j:j + w] for j in range(2 * r + 1))
+    return sum(k[:, j] * rows[:, :, j:j + h, :] for j in range(2 * r + 1))
 
 
 def _conv(cin: int, cout: int, *, stride: int = 1) -> nn.Sequential:
@@ -303,11 +363,19 @@ class NppNet(nn.Module):
         """
         h, w = x.shape[-2], x.shape[-1]
         m = self.config.multiple
+        cfg = self.config
         # replicate, not zeros: a zero border would be a fake edge the U-Net reacts to
-        xp = F.pad(x, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="replicate")
-        p = torch.relu(self._scale("pixel1", self.pixel1(xp), q))
+        pad = (0, (m - w % m) % m, 0, (m - h % m) % m)
+        xp = F.pad(x, pad, mode="replicate")
+        if cfg.base_sigma:
+            qb = q[:, 0] if q is not None else torch.full(x.shape[:1], cfg.base_sigma[0][0], dtype=x.dtype, device=x.device)
+            bp = F.pad(_base_blur(x, _interp_knots(qb, cfg.base_sigma)), pad, mode="replicate")
+        else:
+            bp = xp
+        p = torch.relu(self._scale("pixel1", self.pixel1(bp), q))
         p = torch.relu(self._scale("pixel2", self.pixel2(p), q))
-        out = p + self._unet(xp, q)
+        u = self._unet(xp, q)
+        out = p + u if cfg.gain == 1.0 else bp + cfg.gain * (p - bp + u)
         return out[:, :, :h, :w].clamp(0.0, 1.0)
 
     def _unet(self, x: Tensor, q: Tensor | None) -> Tensor:

