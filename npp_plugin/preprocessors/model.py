@@ -169,11 +169,14 @@ def _interp_knots(q: Tensor, knots: tuple[tuple[float, float], ...]) -> Tensor:
 
 def _base_blur(x: Tensor, sigma: Tensor) -> Tensor:
     """Separable Gaussian blur of (N, C, H, W) with one σ per image (N,): the tuned blur's
-    kernel (radius ⌈3σ⌉, normalised taps, reflect padding) written with a fixed radius, whose
-    extra taps weigh under 1e-8."""
+    kernel (radius ⌈3σ⌉, normalised taps, reflect padding) inside a fixed radius, so it
+    exports to ONNX."""
     r = _BASE_RADIUS
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t[None, :] / sigma.to(x)[:, None].clamp_min(1e-3)) ** 2)
+    sig = sigma.to(x)[:, None].clamp_min(1e-3)
+    # the tuned blur's taps: |t| <= max(1, ⌈3σ⌉), the rest zero
+    keep = t[None, :].abs() <= torch.ceil(3.0 * sig).clamp_min(1.0)
+    k = torch.exp(-0.5 * (t[None, :] / sig) ** 2) * keep
     k = (k / k.sum(dim=1, keepdim=True))[:, :, None, None, None]  # (N, taps, 1, 1, 1)
     h, w = x.shape[-2:]
     mode = "reflect" if r < min(h, w) else "replicate"
