@@ -169,3 +169,24 @@ def test_classifier_ensemble_loss_is_the_mean():
     torch.testing.assert_close(ens.loss(y, ref, reduction="none"), want)
     with pytest.raises(InvalidArgumentError):
         ClassifierEnsemble([a])
+
+
+@pytest.mark.slow
+def test_teachers_compared_on_the_same_crops_by_unseen_classifiers(photo_dirs, tmp_path):
+    from npp_plugin.training.teacher import compare_teachers
+
+    run_teacher(tmp_path / "a", TeacherSettings(images=str(photo_dirs[0]), **SMALL), progress=False)
+    run_teacher(tmp_path / "b", TeacherSettings(images=str(photo_dirs[0]), task="mobilenet_v2+efficientnet_lite0",
+                                                **SMALL), progress=False)
+    res = compare_teachers([tmp_path / "a", tmp_path / "b"], ["efficientnet_lite0"], n_boot=50)
+    a, b = res["teachers"][str(tmp_path / "a")], res["teachers"][str(tmp_path / "b")]
+    assert res["crops"] == 2 and a["task"] == "mobilenet_v2"
+    assert a["unseen_efficientnet_lite0"] and not b["unseen_efficientnet_lite0"]
+    # the blur row is the teachers' start coded again: the bits the shards recorded
+    shard = load_shards(tmp_path / "a")
+    assert res["blur"]["bpp"] == pytest.approx(float(shard["bpp_base"].mean()), rel=1e-9)
+    lo, mid, hi = a["kl_change_efficientnet_lite0"][1], a["kl_change_efficientnet_lite0"][0], a["kl_change_efficientnet_lite0"][2]
+    assert lo <= mid <= hi
+    run_teacher(tmp_path / "c", TeacherSettings(images=str(photo_dirs[1]), **SMALL), progress=False)
+    with pytest.raises(InvalidArgumentError, match="same crops"):
+        compare_teachers([tmp_path / "a", tmp_path / "c"], ["efficientnet_lite0"])

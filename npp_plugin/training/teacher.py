@@ -8,6 +8,7 @@ the student must not. This module runs it once over many crops and keeps, per cr
 
     npp teacher --images corpus:train --out runs/teacher            # resumable; --resume
     npp teacher --images corpus:dev --crops-per-photo 2 --out runs/teacher-dev
+    npp teacher compare runs/teacher-dev runs/teacher-dev-ens --tasks efficientnet_lite0,efficientnet_lite2
 
 Crops: every photo of ``--images`` at one of ``--scales`` (bicubic downscale), a random
 position and horizontal flip, ``--crops-per-photo`` rounds; round k takes one crop of every
@@ -42,7 +43,8 @@ import torch
 from ..errors import InvalidArgumentError, NppError
 from ..fileio import atomic_write_bytes, load_tagged, save_tagged
 
-__all__ = ["SHARD_FORMAT", "CropSpec", "TeacherSettings", "load_shards", "main", "plan_crops", "run_teacher"]
+__all__ = ["SHARD_FORMAT", "CropSpec", "TeacherSettings", "compare_teachers", "load_shards", "main", "plan_crops",
+           "run_teacher"]
 
 SHARD_FORMAT = "npp-teacher-shard/1"
 
@@ -107,6 +109,8 @@ class Photos:
 
     files: list[Path]
     groups: list[str]
+    #: a name per photo, unique in the run (the corpus' file, the built-in source/name)
+    keys: list[str]
     digest: str
     sizes: list[tuple[int, int]] = field(default_factory=list)
 
@@ -123,7 +127,7 @@ def resolve_photos(images: str) -> Photos:
         from ..corpus import corpus_photos
 
         entries = corpus_photos(images.split(":", 1)[1])
-        files, groups = [e.path for e in entries], [e.group for e in entries]
+        files, groups, keys = [e.path for e in entries], [e.group for e in entries], [e.file for e in entries]
     elif images.startswith("builtin"):
         from ..datasets import builtin_photos, scene_name, split_files
 
@@ -132,11 +136,12 @@ def resolve_photos(images: str) -> Photos:
         if split != "all":
             files = dict(zip(("train", "val"), split_files(files), strict=True))[split]
         groups = [scene_name(p) for p in files]
+        keys = [f"{p.parent.name}/{p.name}" for p in files]
     else:
         from ..datasets import image_files
 
         files = image_files(images, who="npp teacher", argument="images")
-        groups = [p.stem for p in files]
+        groups = keys = [p.relative_to(images).as_posix() for p in files]
     if not files:
         msg = f"npp teacher: no photos in {images!r}"
         raise InvalidArgumentError(msg, argument="images", allowed="corpus:train, builtin:train or a folder")
@@ -145,8 +150,9 @@ def resolve_photos(images: str) -> Photos:
     for p in files:
         with Image.open(p) as im:
             sizes.append(im.size)
-        h.update(f"{p.name}:{sizes[-1]}\n".encode())
-    return Photos(list(files), groups, h.hexdigest()[:16], sizes)
+    for key, size in zip(keys, sizes, strict=True):
+        h.update(f"{key}:{size}\n".encode())
+    return Photos(list(files), groups, keys, h.hexdigest()[:16], sizes)
 
 
 def plan_crops(sizes: Sequence[tuple[int, int]], s: TeacherSettings) -> list[CropSpec]:
@@ -255,7 +261,7 @@ def run_teacher(out: str | Path, s: TeacherSettings, *, resume: bool = False, ma
         y8 = (r.images.clamp(0, 1) * 255).round().to(torch.uint8)
         rec = {"x": x8, "y": y8, "qp": qp, "lam": r.lam, "j_base": r.j_base, "j": r.j, "bpp_base": r.bpp_base,
                "bpp": r.bpp, "loss_base": r.loss_base, "loss": r.loss,
-               "photos": [photos.files[c.photo].name for c in specs],
+               "photos": [photos.keys[c.photo] for c in specs],
                "groups": [photos.groups[c.photo] for c in specs],
                "specs": [[c.photo, c.scale, c.y, c.x, int(c.flip)] for c in specs]}
         save_tagged(_shard_path(out, k), SHARD_FORMAT, rec)
@@ -294,6 +300,72 @@ def load_shards(folder: str | Path, *, limit: int | None = None) -> dict[str, An
     return out
 
 
+def _ratio_interval(num: np.ndarray, den: np.ndarray, groups: Sequence[str], *, n_boot: int = 1000,
+                    seed: int = 0) -> list[float]:
+    """mean(num) / mean(den) − 1 over paired crops, with a 95 % bootstrap interval that
+    resamples photo groups (a ratio of means: per-crop ratios of small KLs are too noisy)."""
+    names = sorted(set(groups))
+    rows = {g: [i for i, h in enumerate(groups) if h == g] for g in names}
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rows[names[i]] for i in rng.integers(0, len(names), len(names))])
+        stats.append(num[idx].mean() / den[idx].mean() - 1)
+    return [float(num.mean() / den.mean() - 1), *map(float, np.percentile(stats, [2.5, 97.5]))]
+
+
+def compare_teachers(folders: Sequence[str | Path], tasks: Sequence[str], *, n_boot: int = 1000) -> dict[str, Any]:
+    """Teachers run on the same crops (same photos, settings but ``task``, seed), judged by
+    classifiers: per teacher and classifier, the change of KL and of bits against the tuned
+    blur on the same crops at the same QP (the teacher's start), as relative changes of the
+    means with 95 % intervals over photo groups. A teacher is fairly judged only by a
+    classifier it did not refine for."""
+    from ..registry import get_codec, get_preprocessor, get_task
+
+    runs = [load_shards(f) for f in folders]
+    metas = [json.loads((Path(f) / "teacher.json").read_text()) for f in folders]
+    n = min(r["x"].shape[0] for r in runs)
+    for r, f in zip(runs[1:], folders[1:], strict=True):
+        if not torch.equal(r["x"][:n], runs[0]["x"][:n]) or not torch.equal(r["qp"][:n], runs[0]["qp"][:n]):
+            msg = f"npp teacher compare: {str(f)!r} was not run on the same crops and QPs as {str(folders[0])!r}"
+            raise InvalidArgumentError(msg, argument="folders", allowed="teacher runs with the same photos and seed")
+    s = metas[0]["settings"]
+    codec = get_codec(s["codec"], level=s["level"]) if s["codec"] == "bpg" else get_codec(s["codec"])
+    blur = get_preprocessor("blur_tuned")
+    x = runs[0]["x"][:n].float() / 255
+    qps = runs[0]["qp"][:n]
+    groups = runs[0]["groups"][:n]
+    judges = {t: get_task(t) for t in tasks}
+    refs = {t: j.reference(x) for t, j in judges.items()}
+
+    def score(y: torch.Tensor, filt: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        bpp = np.zeros(n)
+        kl = {t: np.zeros(n) for t in tasks}
+        for qp in sorted(set(qps.tolist())):
+            idx = (qps == qp).nonzero().flatten()
+            yq = blur(y[idx], codec=codec, qp=qp) if filt else y[idx]
+            rec, bits = codec.roundtrip(yq.clamp(0, 1), qp=qp)
+            bpp[idx.numpy()] = bits.double().numpy() / (y.shape[-1] * y.shape[-2])
+            with torch.no_grad():
+                for t, j in judges.items():
+                    kl[t][idx.numpy()] = j.loss(rec, refs[t][idx], reduction="none").double().numpy()
+        return bpp, kl
+
+    bpp0, kl0 = score(x, True)
+    out: dict[str, Any] = {"crops": n, "photos": len(set(runs[0]["photos"][:n])), "groups": len(set(groups)),
+                           "blur": {"bpp": float(bpp0.mean()), **{f"kl_{t}": float(kl0[t].mean()) for t in tasks}},
+                           "teachers": {}}
+    for f, r, m in zip(folders, runs, metas, strict=True):
+        bpp, kl = score(r["y"][:n].float() / 255, False)
+        row = {"task": m["settings"]["task"], "bpp_change": _ratio_interval(bpp, bpp0, groups, n_boot=n_boot)}
+        for t in tasks:
+            row[f"kl_change_{t}"] = _ratio_interval(kl[t], kl0[t], groups, n_boot=n_boot)
+            row[f"kl_{t}"] = float(kl[t].mean())
+            row[f"unseen_{t}"] = t not in m["settings"]["task"].split("+")
+        out["teachers"][str(f)] = row
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TeacherSettings()
     p = argparse.ArgumentParser(prog="npp teacher", description=__doc__.split("\n\n")[0],
@@ -319,6 +391,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        p = argparse.ArgumentParser(prog="npp teacher compare",
+                                    description="teachers on the same crops, judged by classifiers")
+        p.add_argument("folders", nargs="+", type=Path)
+        p.add_argument("--tasks", default="efficientnet_lite0,efficientnet_lite2")
+        p.add_argument("--out", type=Path, default=None, help="write the comparison as JSON here")
+        a = p.parse_args(argv[1:])
+        try:
+            res = compare_teachers(a.folders, [t for t in a.tasks.split(",") if t])
+        except NppError as exc:
+            print(f"npp teacher compare: error: {exc}", file=sys.stderr)
+            return 2
+        text = json.dumps(res, indent=1)
+        if a.out is not None:
+            atomic_write_bytes(a.out, (text + "\n").encode())
+        print(text)
+        return 0
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
