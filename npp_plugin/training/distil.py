@@ -64,6 +64,9 @@ class DistilSettings:
     ema: float = 0.995
     eval_every: int = 250
     gains: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+    #: weight of the real codec's J (analytic surrogate gradients, MobileNetV2, BPG fast) in
+    #: the loss, relative to the squared error; 0: pure distillation
+    j_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +79,9 @@ class DistilSettings:
         if not self.gains or any(not 0 < g <= 100 for g in self.gains):
             msg = f"npp distil: gains must be in (0, 100], got {self.gains}"
             raise InvalidArgumentError(msg, argument="gains", allowed="(0, 100]")
+        if not 0 <= self.j_weight <= 1e6:
+            msg = f"npp distil: j_weight must be in [0, 1e6], got {self.j_weight}"
+            raise InvalidArgumentError(msg, argument="j_weight", allowed="[0, 1e6]")
         if not 0 <= self.ema < 1:
             msg = f"npp distil: ema must be in [0, 1), got {self.ema}"
             raise InvalidArgumentError(msg, argument="ema", allowed="[0, 1)")
@@ -149,6 +155,23 @@ class DevJudge:
         return self._score(y, "student")
 
 
+def _real_j(pred: torch.Tensor, x: torch.Tensor, qp: torch.Tensor, codec: Any, task: Any, lam_of: Any) -> torch.Tensor:
+    """Mean real J of the student's output (values: the real codec; gradients: the analytic
+    surrogates), per QP present in the batch; J = bpp + λ(QP)·KL(task(x) ‖ task(decoded))."""
+    from .surrogates import surrogate_step
+
+    total = pred.new_zeros(())
+    npx = pred.shape[-1] * pred.shape[-2]
+    with torch.no_grad():
+        ref = task.reference(x)
+    for q in sorted(set(qp.tolist())):
+        idx = (qp == q).nonzero().flatten()
+        st = surrogate_step(pred[idx], codec=codec, qp=int(q))
+        j = st.bits / npx + lam_of(int(q)) * task.loss(st.x_hat, ref[idx], reduction="none")
+        total = total + j.sum()
+    return total / pred.shape[0]
+
+
 def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
@@ -205,6 +228,15 @@ def run_distil(teacher: str | Path, dev: str | Path, out: str | Path, s: DistilS
         msg = f"npp distil: {str(out)!r} holds a run already; add --resume to continue it"
         raise InvalidArgumentError(msg, argument="resume", allowed="--resume, or another --out")
     judge = DevJudge(dev_data, codec)
+    j_codec, j_task, lam_of = None, None, None
+    if s.j_weight:
+        from ..registry import get_preprocessor, get_task
+
+        j_codec, j_task = get_codec("bpg", fast=True), get_task("mobilenet_v2")
+        table = get_preprocessor("blur_tuned")
+
+        def lam_of(qp: int) -> float:
+            return table.by_normalized_qp(table.lambdas, codec, qp)
     base = {"J_blur": float(judge.blur["J"].mean()), "J_teacher": float(judge.teacher["J"].mean()),
             "kl_lite0_blur": float(judge.blur["kl_efficientnet_lite0"].mean()),
             "kl_lite0_teacher": float(judge.teacher["kl_efficientnet_lite0"].mean())}
@@ -225,6 +257,8 @@ def run_distil(teacher: str | Path, dev: str | Path, out: str | Path, s: DistilS
         pred = net(x, q)
         w = 1.0 / _step_size(codec, qp, 0.004) ** 2
         loss = ((pred - y) ** 2).mean(dim=(1, 2, 3)).mul(w).mean()
+        if s.j_weight:
+            loss = loss + s.j_weight * _real_j(pred, x, qp, j_codec, j_task, lam_of)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -297,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=d.ema)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--gains", type=float, nargs="+", default=list(d.gains))
+    p.add_argument("--j-weight", type=float, default=d.j_weight,
+                   help="weight of the real codec's J (surrogate gradients; MobileNetV2 at training time only)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resume later)")
@@ -310,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         s = DistilSettings(widths=tuple(args.widths), qa_hidden=args.qa_hidden, steps=args.steps, batch=args.batch,
                            crop=args.crop, lr=args.lr, lr_final=args.lr_final, ema=args.ema,
-                           eval_every=args.eval_every, gains=tuple(args.gains), seed=args.seed)
+                           eval_every=args.eval_every, gains=tuple(args.gains), j_weight=args.j_weight,
+                           seed=args.seed)
         summary = run_distil(args.teacher, args.dev, args.out, s, resume=args.resume, threads=args.threads,
                              progress=not args.no_progress, max_steps=args.max_steps)
     except NppError as exc:
