@@ -140,6 +140,9 @@ def test_distil_trains_judges_by_the_real_codec_and_resumes(photo_dirs, tmp_path
     assert meta["recipe"]["stage"] == "distil" and meta["metrics"]["dev"]["J"] == done["best"]["J"]
     y = p(torch.rand(1, 3, 40, 40), codec=npp_plugin.get_codec("bpg"), qp=34)
     assert y.shape == (1, 3, 40, 40)
+    # with the real codec's J in the loss the run trains and is judged the same way
+    sj = DistilSettings(widths=(4, 8, 16, 32), steps=2, batch=2, crop=32, eval_every=2, gains=(1.0,), j_weight=1.0)
+    assert run_distil(tmp_path / "t0", tmp_path / "t1", tmp_path / "dj", sj, progress=False)["step"] == 2
     # development photos must not be training photos
     with pytest.raises(InvalidArgumentError, match="share photo groups"):
         run_distil(tmp_path / "t0", tmp_path / "t0", tmp_path / "d2", s, progress=False)
