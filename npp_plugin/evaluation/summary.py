@@ -60,8 +60,7 @@ def format_summary(
     variants = list(dict.fromkeys(v for v in results.get("variants", {}) if v not in anchors[:1]))
     variants += sorted({v for _, _, v, _ in bd} - set(variants) - set(anchors[:1]))
 
-    head = ["codec", "variant"] + [f"{t}{f' ({label})' if label else ''} vs {a}" for t, label in tasks for a in anchors]
-    head.append("ms/image")
+    head = ["codec", "variant"] + [f"vs {a}" for _ in tasks for a in anchors] + ["ms/image"]
     rows, own_marks, noted, total = [], 0, 0, 0
     for codec in codecs:
         for variant in variants:
@@ -85,6 +84,13 @@ def format_summary(
 
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    # one heading over each task's columns
+    group = ["", ""]
+    for k, (t, label) in enumerate(tasks):
+        span = sum(widths[2 + k * len(anchors) + j] for j in range(len(anchors))) + 2 * (len(anchors) - 1)
+        group.append((f"{t} ({label})" if label else t).ljust(span)[: max(span, len(t))])
+    gwidths = widths[:2] + [len(g) for g in group[2:]]
+    group_line = "  ".join(c.ljust(w) for c, w in zip(group, gwidths, strict=True)).rstrip()
     counts = results.get("counts", {})
     n_img = counts.get("images", "?")
     n_src = counts.get("sources", "?")
@@ -95,6 +101,7 @@ def format_summary(
         f"uncompressed image), [95 % bootstrap interval over {unit}, {settings.get('n_boot', '?')} resamples]; "
         f"{n_img} images from {n_src} photos; QPs {', '.join(str(q) for q in _qps(results))}",
         "",
+        group_line,
         line(head),
         line(["-" * w for w in widths]),
         *(line(r) for r in rows),
