@@ -27,7 +27,7 @@ from .errors import WeightsError
 
 def _npp_variant(weights: str | None) -> str | None:
     """The NPP variant spec when weights can be found, else None (the demo then runs the plain
-    codecs and the baselines, as the README says)."""
+    codecs and the baselines, as docs/evaluation.md says)."""
     from .preprocessors.weights import resolve_weights
 
     try:

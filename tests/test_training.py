@@ -327,7 +327,7 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
     the task far more than it saves in bits (J well above the plain codec's), so the real
     objective must fall clearly when it is trained through the analytic surrogate (sqlog
     rate, codec-masked Jacobian; no proxy network). Asserted: a fall of over 15 % on fixed
-    batches (measured: see the README), the surrogate check logged at the start and every
+    batches (measured: see docs/results.md), the surrogate check logged at the start and every
     5 steps, and the EMA weights saved."""
     from npp_plugin.preprocessors.weights import load_weights
     from npp_plugin.training.loop import objective, run

@@ -19,7 +19,7 @@ on that J (the codec is deterministic and the output is coded from the same floa
 
 Why at encode time: a network trained on the same gradients over the built-in training
 photos did not learn these changes, while per image they lower the held-out J far below the
-tuned blur's (README, "npp_refine"). The price: the task network at the encoder, and per step a
+tuned blur's (docs/results.md, "npp_refine"). The price: the task network at the encoder, and per step a
 real encode and decode and a backward pass through the task.
 
 λ per QP is the plain codec's own rate–task slope from the shipped blur table (calibrated for
