@@ -47,7 +47,8 @@ def test_summary_has_one_line_per_variant_both_classifiers_both_anchors(tmp_path
     assert not any(ln.startswith("bpg") and " plain " in f" {ln.split()[1]} " for ln in lines)
     assert "mobilenet_v2 (tuned with)" in text and "efficientnet_lite0 (unseen)" in text
     assert "12 images from 3 photos; QPs 28, 34, 41" in text
-    assert text.count("Read with care") == 1 and "2 of 6 intervals (†)" in text and "1 of 6 BD-rates (~)" in text
+    flat = " ".join(text.split())  # the prose is wrapped
+    assert flat.count("Read with care") == 1 and "2 of 6 intervals (†)" in flat and "1 of 6 BD-rates (~)" in flat
     assert str(tmp_path / "table.md") in text
     assert "psnr" not in text.lower().split("kl bd-rate")[0]
 
@@ -69,3 +70,21 @@ def test_coding_times_count_each_coded_image_once():
     got = {(t["codec"], t["variant"]): t for t in coding_times(rows)}
     assert got[("bpg", "plain")]["n"] == 4 and abs(got[("bpg", "plain")]["seconds_per_image"] - 0.15) < 1e-12
     assert got[("jpeg", "plain")]["seconds_per_image"] is None
+
+
+def test_demo_scores_the_unseen_classifier_and_prints_the_summary(monkeypatch):
+    """Assert ``npp demo`` evaluates with the classifier the preprocessors were tuned with and
+    the unseen one, and asks for the summary with both labelled (the evaluation is stubbed)."""
+    import npp_plugin.evaluation.__main__ as ev
+    from npp_plugin import demo
+
+    seen = []
+    monkeypatch.setattr(ev, "main", lambda argv: seen.append(argv) or 0)
+    assert demo.main(["--out", "runs/x"]) == 0
+    argv = seen[0]
+    assert argv[argv.index("--tasks") + 1] == "mobilenet_v2,efficientnet_lite0"
+    assert argv[argv.index("--summary") + 1] == "mobilenet_v2=tuned with,efficientnet_lite0=unseen"
+    assert "npp_refine" in argv[argv.index("--variants") + 1].split(",")
+    assert argv[argv.index("--anchor") + 1] == "plain,blur_tuned"
+    demo.main(["--out", "runs/x", "--unseen", ""])
+    assert seen[1][seen[1].index("--tasks") + 1] == "mobilenet_v2"

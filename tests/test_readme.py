@@ -34,6 +34,7 @@ NOT_RUN = {
           "and the encode/decode lines name the reader's files; checked: npp subcommands and their "
           "arguments, and the scripts and test files they name",
     "toml": "a fragment of the reader's pyproject.toml; checked: it parses",
+    "text": "what a command printed, shown as an example; no code",
 }
 
 PLUGIN_SECTION = (README.name, "Writing a plugin")

@@ -9,6 +9,7 @@ stays in ``table.md``; the interval warning is said once, in words, under the su
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,9 @@ def format_summary(
     settings = results.get("bd_rate_settings", {})
     unit = "source photos" if settings.get("unit") == "source" else "images"
     text = [
-        f"KL BD-rate, % (negative: fewer bits for the same KL to the classifier's prediction on the "
-        f"uncompressed image), [95 % bootstrap interval over {unit}, {settings.get('n_boot', '?')} resamples]; "
+        "KL BD-rate, % (negative: fewer bits for the same KL to the classifier's prediction on the "
+        "uncompressed image)",
+        f"[95 % bootstrap interval over {unit}, {settings.get('n_boot', '?')} resamples]; "
         f"{n_img} images from {n_src} photos; QPs {', '.join(str(q) for q in _qps(results))}",
         "",
         group_line,
@@ -106,8 +108,8 @@ def format_summary(
         line(["-" * w for w in widths]),
         *(line(r) for r in rows),
         "",
-        "ms/image: wall time per image of a batch to filter, encode and decode, all QPs averaged, "
-        "on this machine, the codec's threads on every core.",
+        *textwrap.wrap("ms/image: wall time per image of a batch to filter, encode and decode, all QPs "
+                       "averaged, on this machine, the codec's threads on every core.", 100),
     ]
     if noted or own_marks:
         words = []
@@ -117,7 +119,8 @@ def format_summary(
         if noted:
             words.append(f"{noted} of {total} intervals (†) come from resamples some of which had that "
                          "problem, so they are rougher than their width says")
-        text += ["Read with care: " + "; ".join(words) + ". The per-QP points in table.md say it more plainly."]
+        text += textwrap.wrap("Read with care: " + "; ".join(words) + ". The per-QP points in table.md say it "
+                              "more plainly.", 100)
     if out is not None:
         out = Path(out)
         plots = sorted(p.name for p in out.glob("rate_*.png"))
