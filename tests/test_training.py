@@ -350,7 +350,7 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
     net, w = load_weights(summary["outputs"]["weights"])
     assert w.meta["recipe"]["surrogate"] == "sqlog" and w.meta["recipe"]["proxy"] is None
     torch.manual_seed(0)
-    from npp_plugin.preprocessors.model import npp_net
+    from npp_plugin.preprocessors.weights import npp_net
     from npp_plugin.training.npp_stage import _distil_to_blur
 
     start = npp_net(config="tiny", qa=False)

@@ -59,7 +59,7 @@ def _codec():
 
 @pytest.fixture(scope="module")
 def parts():
-    from npp_plugin.preprocessors.model import npp_net
+    from npp_plugin.preprocessors.weights import npp_net
     from npp_plugin.proxy import proxy_codec
     from npp_plugin.training.data import Batches, BuiltinPhotos
 
