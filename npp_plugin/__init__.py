@@ -23,7 +23,7 @@ from .registry import (
     get_task,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Codec",
@@ -43,11 +43,11 @@ __all__ = [
 ]
 
 
-_moved.install()  # the import paths of release 0.1.0 (npp_plugin.filters, ...), for one release
+_moved.install()  # import paths that moved (npp_plugin.training.surrogates, ...), for one release
 
 
 def __getattr__(name: str):
-    if f"{__name__}.{name}" in _moved.MOVED:  # npp_plugin.filters used without importing it
+    if f"{__name__}.{name}" in _moved.MOVED:  # a moved top-level module used as an attribute
         return _moved.top_level(name)
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

@@ -16,18 +16,15 @@ or ``none``) when that is set, else :data:`DEFAULT_PIXEL_LIMIT`.
 
 The checks the base class runs are public too, so plugins and callers use the same ones:
 ``validate_qp``, ``validate_size`` (a plugin with its own size rule overrides it and calls
-``super()``), ``validate_data`` and ``require_available``. Their underscored spellings
-(``_validate_qp``, ``_validate_data``, ``_require_available``, overriding ``_check_dims``)
-still work for one release, with a ``DeprecationWarning``.
+``super()``), ``validate_data`` and ``require_available``. (Their underscored spellings of
+release 0.1.0 went in 0.3.0.)
 """
 
 from __future__ import annotations
 
 import os
-import types
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -165,11 +162,6 @@ class Param:
         return value
 
 
-def _deprecated(old: str, new: str) -> None:
-    msg = f"Codec.{old}() is deprecated and goes in the next release; use Codec.{new}()"
-    warnings.warn(msg, DeprecationWarning, stacklevel=3)
-
-
 def default_workers() -> int:
     """One worker per core this process may use."""
     try:
@@ -203,23 +195,6 @@ class Codec(ABC):
 
     def __init__(self, **config: Any) -> None:
         self._config = self._validate_options(config, defaults=True)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        legacy = cls.__dict__.get("_check_dims")
-        if legacy is not None and "validate_size" not in cls.__dict__:
-            # Deprecated (remove in the next release): a plugin that still overrides
-            # _check_dims(rgb) keeps its rule; it is given an object with the image's shape.
-            warnings.warn(
-                f"{cls.__qualname__}: overriding Codec._check_dims(rgb) is deprecated; "
-                "override validate_size(self, *, width, height) and call super()",
-                DeprecationWarning, stacklevel=2,
-            )
-
-            def validate_size(self: Codec, *, width: int, height: int) -> None:
-                legacy(self, types.SimpleNamespace(shape=(height, width, 3)))
-
-            cls.validate_size = validate_size  # type: ignore[method-assign]
 
     # -- configuration --------------------------------------------------------------------
 
@@ -287,7 +262,7 @@ class Codec(ABC):
 
     def quant_step(self, qp: int) -> float:
         """The quantiser step at ``qp`` in 8-bit sample units, for analytic rate and
-        distortion surrogates (:mod:`npp_plugin.training.surrogates`). Default: HEVC's law
+        distortion surrogates (:mod:`npp_plugin.surrogates`). Default: HEVC's law
         2^((qp − 4) / 6), which BPG, HEIF and VVC share; a codec with another quantiser
         (JPEG's tables) overrides it."""
         qp = self.validate_qp(qp)
@@ -340,25 +315,6 @@ class Codec(ABC):
             msg = f"{self.name}: data is not a {self.name} bitstream (magic bytes {data[:8].hex()})"
             raise CorruptStreamError(msg, codec=self.name)
         return data
-
-    # Deprecated spellings of release 0.1.0, kept for one release.
-
-    def _validate_qp(self, qp: Any) -> int:
-        _deprecated("_validate_qp", "validate_qp")
-        return self.validate_qp(qp)
-
-    def _validate_data(self, data: Any) -> bytes:
-        _deprecated("_validate_data", "validate_data")
-        return self.validate_data(data)
-
-    def _require_available(self) -> None:
-        _deprecated("_require_available", "require_available")
-        self.require_available()
-
-    def _check_dims(self, rgb: Any) -> None:
-        # Only reached through super() from a legacy override (see __init_subclass__).
-        h, w = rgb.shape[:2]
-        Codec.validate_size(self, width=w, height=h)
 
     # -- encode / decode ------------------------------------------------------------------
 
@@ -495,19 +451,6 @@ class Codec(ABC):
         return {"codec": self.name, "width": int(img.shape[1]), "height": int(img.shape[0]), "bytes": len(data)}
 
     # -- batches (training loops) ---------------------------------------------------------
-
-    def encode_batch(
-        self, images: Sequence[np.ndarray], /, *, qp: int, workers: int | None = None, **options: Any
-    ) -> list[bytes]:
-        """Deprecated (goes in the next release): encode (H, W, 3) uint8 arrays in parallel
-        threads. Use :meth:`roundtrip` for a batch, or :meth:`encode` per image."""
-        warnings.warn("Codec.encode_batch() is deprecated and goes in the next release; use Codec.roundtrip() "
-                      "for a batch or Codec.encode() per image", DeprecationWarning, stacklevel=2)
-        qp = self.validate_qp(qp)
-        opts = {**self._config, **self._validate_options(options, defaults=False)}
-        self.require_available()
-        arrays = [to_uint8_rgb(a, codec=self.name) for a in images]
-        return self._map(lambda a: self._run_encode(a, qp, opts), arrays, workers)
 
     def roundtrip(
         self,

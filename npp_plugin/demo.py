@@ -5,10 +5,15 @@ An evaluation (:mod:`npp_plugin.evaluation`) of every selected codec on 224² cr
 Gaussian-blur baselines (``blur05`` and ``blur_tuned``, the σ per QP tuned on the training
 photos), with NPP when weights are available (shipped in the package, or named with
 ``--weights`` / ``NPP_WEIGHTS``), and with ``npp_refine`` (the tuned blur refined per image
-at encode time on the task's J; :mod:`npp_plugin.preprocessors.refine`). It prints the
-BD-rate table against the plain codec *and* against ``blur_tuned`` (95 % bootstrap intervals
-over source photos) and the per-QP curves, and writes JSON, CSV and plots to ``--out``.
-Rerunning resumes: finished rows are not recomputed.
+at encode time on the task's J; :mod:`npp_plugin.preprocessors.refine`). Every variant is
+scored by the classifier the preprocessors were tuned with (``--task``, MobileNetV2) and by one
+they never saw (``--unseen``, EfficientNet-Lite0).
+
+It prints a compact summary: per codec and variant, the KL BD-rate against the plain codec
+*and* against ``blur_tuned`` with 95 % bootstrap intervals over source photos, for both
+classifiers, and the time per image; then where the rest is: ``table.md`` (every metric, the
+per-QP points), CSV, JSON and the rate–KL plots in ``--out``. Rerunning resumes: finished rows
+are not recomputed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from .errors import WeightsError
 
 def _npp_variant(weights: str | None) -> str | None:
     """The NPP variant spec when weights can be found, else None (the demo then runs the plain
-    codecs and the baselines, as the README says)."""
+    codecs and the baselines, as docs/evaluation.md says)."""
     from .preprocessors.weights import resolve_weights
 
     try:
@@ -52,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="npp demo", description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", default="jpeg,bpg", help="comma-separated codecs (default jpeg,bpg)")
     parser.add_argument("--qps", default="28,31,34,37,41", help="QPs (default: the paper's 28,31,34,37,41)")
-    parser.add_argument("--task", default="mobilenet_v2", help="task network (default mobilenet_v2)")
+    parser.add_argument("--task", default="mobilenet_v2",
+                        help="the classifier the preprocessors were tuned with (default mobilenet_v2)")
+    parser.add_argument("--unseen", default="efficientnet_lite0",
+                        help="a classifier they never saw, scored too (default efficientnet_lite0; '' for none)")
     parser.add_argument("--max-images", type=int, default=None, help="crops to evaluate (default: all 73)")
     parser.add_argument("--images", default="builtin:val",
                         help="builtin:val (held-out photos, default), builtin:all, or a folder")
@@ -71,9 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .evaluation.__main__ import main as eval_main
 
     limit = [] if args.max_images is None else ["--max-images", str(args.max_images)]
+    tasks = [args.task] + ([args.unseen] if args.unseen and args.unseen != args.task else [])
+    summary = ",".join([f"{args.task}=tuned with"] + [f"{t}=unseen" for t in tasks[1:]])
     return eval_main([
         "run", "--codecs", args.codecs, "--qps", args.qps, "--variants", ",".join(variants),
-        "--tasks", args.task, "--images", args.images, "--crop-size", "224", "--stride", "112", *limit,
+        "--tasks", ",".join(tasks), "--images", args.images, "--crop-size", "224", "--stride", "112", *limit,
         "--metrics", "psnr,ms_ssim", "--bootstrap", str(args.bootstrap), "--bootstrap-unit", "source",
-        "--anchor", "plain,blur_tuned", "--out", args.out, "--resume",
+        "--anchor", "plain,blur_tuned", "--out", args.out, "--resume", "--summary", summary,
     ])

@@ -37,8 +37,9 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from ._registry import Registry
 from .errors import PluginError, UnknownCodecError, UnknownPreprocessorError, UnknownTaskError
-from .registry import Registry
+from .preprocessors.base import set_name_lookup
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -419,3 +420,13 @@ def plugin_infos(pm: PluginHost | pluggy.PluginManager | None = None) -> dict[st
 def reset() -> None:
     """Reset the default host: plugins, records, registries and cached preprocessors."""
     default_host().reset()
+
+
+def _preprocessor_by_name(name: str) -> Any:
+    return default_host().get_preprocessor(name)
+
+
+# ``codec.encode(..., preprocess="npp")`` resolves names through the default host (read at
+# call time, so ``use_host`` applies); the codec contract holds this lookup rather than
+# importing the host, which imports the codec contract.
+set_name_lookup(_preprocessor_by_name)

@@ -61,15 +61,14 @@ PUBLIC = {
 
 #: What a plugin's codec class gets from ``Codec`` (methods and class attributes).
 CODEC_CONTRACT = [
-    "check", "decode", "description", "encode", "encode_batch", "extensions", "from_config",
+    "check", "decode", "description", "encode", "extensions", "from_config",
     "get_config", "info", "is_available", "max_size", "mime", "name", "normalized_qp", "params",
     "qp_norm_range", "qp_range", "quant_step", "quant_table", "require_available", "roundtrip",
     "unavailable_reason", "validate_data", "validate_qp", "validate_size", "version",
 ]
 
-#: Deprecated spellings kept for one release (removing them is the next release's edit);
-#: ``encode_batch`` is public and deprecated (nothing used it; ``roundtrip`` codes batches).
-DEPRECATED_CODEC = ["_check_dims", "_require_available", "_validate_data", "_validate_qp", "encode_batch"]
+#: The spellings of release 0.1.0 that 0.2.0 deprecated; 0.3.0 removed them.
+REMOVED_CODEC = ["_check_dims", "_require_available", "_validate_data", "_validate_qp", "encode_batch"]
 
 
 @pytest.mark.parametrize("module", sorted(PUBLIC))
@@ -99,52 +98,25 @@ def test_the_codec_contract():
         member = inspect.getattr_static(Codec, name)
         if callable(member) or isinstance(member, (classmethod, staticmethod)):
             assert inspect.getdoc(getattr(Codec, name)), f"Codec.{name} has no docstring"
-    for name in DEPRECATED_CODEC:
-        assert callable(getattr(Codec, name))
+    for name in REMOVED_CODEC:
+        assert not hasattr(Codec, name), f"Codec.{name} was removed in 0.3.0"
 
 
-def test_deprecated_codec_spellings_warn_and_agree():
-    """Assert the 0.1.0 spellings still work, each with a DeprecationWarning naming its
-    replacement, and give what the public method gives."""
-    from tests.test_eval_fixtures import ZlibQuantCodec
+def test_a_legacy_check_dims_override_is_just_a_method():
+    """Assert a plugin that still overrides ``_check_dims(rgb)`` (removed in 0.3.0) gets no
+    special treatment: no warning, and only the base size rule applies."""
+    import warnings
 
-    codec = ZlibQuantCodec()
-    data = codec.encode(__import__("numpy").zeros((8, 8, 3), "uint8"), qp=12)
-    with pytest.warns(DeprecationWarning, match="use Codec.validate_qp"):
-        assert codec._validate_qp(30) == codec.validate_qp(30) == 30
-    with pytest.warns(DeprecationWarning, match="use Codec.validate_data"):
-        assert codec._validate_data(bytearray(data)) == codec.validate_data(data) == data
-    with pytest.warns(DeprecationWarning, match="use Codec.require_available"):
-        codec._require_available()
-    with pytest.warns(DeprecationWarning, match=r"use Codec.roundtrip\(\) for a batch"):
-        assert codec.encode_batch([__import__("numpy").zeros((8, 8, 3), "uint8")], qp=12) == [data]
-
-
-def test_a_legacy_check_dims_override_keeps_its_rule():
-    """Assert a plugin that still overrides ``_check_dims(rgb)`` is warned at class creation
-    and its rule still applies to ``encode`` and ``roundtrip``, after the base rule."""
     import numpy as np
-    import torch
 
-    from npp_plugin.errors import InvalidArgumentError
     from tests.test_eval_fixtures import ZlibQuantCodec
 
-    with pytest.warns(DeprecationWarning, match="override validate_size"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
 
         class Legacy(ZlibQuantCodec):
-            max_size = 64
-
-            def _check_dims(self, rgb):
-                super()._check_dims(rgb)
-                if rgb.shape[1] % 2:
-                    msg = f"odd width {rgb.shape[1]}"
-                    raise InvalidArgumentError(msg, argument="image")
+            def _check_dims(self, rgb):  # never called
+                raise AssertionError
 
     codec = Legacy()
-    assert codec.decode(codec.encode(np.zeros((4, 6, 3), np.uint8), qp=10)).shape == (4, 6, 3)
-    with pytest.raises(InvalidArgumentError, match="odd width 5"):
-        codec.encode(np.zeros((4, 5, 3), np.uint8), qp=10)
-    with pytest.raises(InvalidArgumentError, match="odd width 5"):
-        codec.roundtrip(torch.zeros(1, 3, 4, 5), qp=10)
-    with pytest.raises(InvalidArgumentError, match="larger than the format allows"):
-        codec.validate_size(width=66, height=4)
+    assert codec.decode(codec.encode(np.zeros((4, 5, 3), np.uint8), qp=10)).shape == (4, 5, 3)

@@ -42,8 +42,8 @@ def test_plugins_json_lists_codecs_from_entry_points(capsys):
 
 def test_hook_distributions_pin_the_release_with_the_public_codec_contract():
     """Assert each plugin in hooks/ requires npp_plugin >= 0.2.0 (the release where
-    validate_qp, validate_size, validate_data and HeaderSize became public), which this
-    npp_plugin satisfies."""
+    validate_qp, validate_size, validate_data and HeaderSize became public; they use nothing
+    0.3.0 added or removed, so the floor stays), which this npp_plugin satisfies."""
     import tomllib
     from packaging.requirements import Requirement
 

@@ -164,7 +164,7 @@ def test_vvc_decode_of_damaged_files_raises_codec_errors(edits, cut):
 torch = pytest.importorskip("torch")
 
 from npp_plugin.preprocessors import weights as W  # noqa: E402
-from npp_plugin.preprocessors.model import npp_net  # noqa: E402
+from npp_plugin.preprocessors.weights import npp_net  # noqa: E402
 
 META = {"codec": "bpg", "recipe": {"stage": 3, "steps": 1}, "fidelity": {"kind": "mse", "beta": 0.5}}
 

@@ -1,5 +1,6 @@
 """Every hook of the plugin contract is documented: a docstring with a ``:param:`` line and a
-type for each argument, a mention in the README's plugin section, and a spec the host knows."""
+type for each argument, a mention in the plugin guide (docs/plugins.md) and in the README's
+plugin section, and a spec the host knows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 from npp_plugin import hookspecs
 from npp_plugin.plugins import PluginHost
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "plugins.md"
 
 
 def _hookspecs() -> list:
@@ -21,7 +24,7 @@ def _hookspecs() -> list:
 
 def _plugin_section() -> str:
     text = README.read_text()
-    start = text.index("## Writing a codec plugin")
+    start = text.index("## Writing a plugin")
     return text[start : text.index("\n## ", start + 1)]
 
 
@@ -35,7 +38,8 @@ def test_the_hookspecs_are_found():
 @pytest.mark.parametrize("spec", _hookspecs(), ids=lambda f: f.__name__)
 def test_every_hookspec_is_documented(spec):
     """Assert a real docstring, a ``:param name:`` line and an annotation per parameter, the
-    ``npp_`` prefix, and a mention of the hook in the README's plugin section."""
+    ``npp_`` prefix, and a mention of the hook in the plugin guide and the README's plugin
+    section."""
     assert spec.__name__.startswith("npp_")
     doc = inspect.getdoc(spec) or ""
     assert len(doc.splitlines()[0]) > 10, f"{spec.__name__}: no summary line"
@@ -45,6 +49,7 @@ def test_every_hookspec_is_documented(spec):
         assert f":param {name}:" in doc, f"{spec.__name__}: parameter {name!r} is not documented"
         assert param.annotation is not inspect.Parameter.empty, f"{spec.__name__}: {name!r} has no type"
     assert spec.__name__ in _plugin_section(), f"README's plugin section does not mention {spec.__name__}"
+    assert spec.__name__ in GUIDE.read_text(), f"docs/plugins.md does not mention {spec.__name__}"
 
 
 def test_the_host_knows_every_hookspec():

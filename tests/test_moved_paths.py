@@ -1,5 +1,5 @@
-"""The import paths of release 0.1.0 that moved keep working for one release: each gives the
-module at its new path itself and warns once with a DeprecationWarning."""
+"""Import paths that moved keep working for one release: each gives the module (or name) at
+its new path itself and warns once with a DeprecationWarning; those of 0.1.0 are gone."""
 
 from __future__ import annotations
 
@@ -28,14 +28,25 @@ _SCRIPT = textwrap.dedent("""
                     "where": sorted({w.filename for w in caught})}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        from npp_plugin.filters import GaussianBlur
-        from npp_plugin.preprocess.hook import NppPreprocessor
-        from npp_plugin.preprocessor import Preprocessor
-    import npp_plugin.preprocessors as P
-    out["classes"] = [GaussianBlur is P.GaussianBlur, NppPreprocessor is P.NppPreprocessor,
-                      Preprocessor is P.Preprocessor, not caught]
-    import npp_plugin
-    out["attribute"] = npp_plugin.filters is sys.modules["npp_plugin.preprocessors.filters"]
+        from npp_plugin.training.surrogates import surrogate_step
+        from npp_plugin.training.ste import CodecStep
+    import npp_plugin.ste, npp_plugin.surrogates
+    out["classes"] = [surrogate_step is npp_plugin.surrogates.surrogate_step,
+                      CodecStep is npp_plugin.ste.CodecStep, not caught]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from npp_plugin.preprocessors.model import npp_net
+    import npp_plugin.preprocessors.weights as W
+    out["npp_net"] = [npp_net is W.npp_net, [str(w.message) for w in caught if w.category is DeprecationWarning],
+                      sorted({w.filename for w in caught})]
+    gone = []
+    for old in ("npp_plugin.preprocessor", "npp_plugin.filters", "npp_plugin.preprocess",
+                "npp_plugin.preprocess.hook"):
+        try:
+            importlib.import_module(old)
+        except ModuleNotFoundError:
+            gone.append(old)
+    out["gone"] = gone
     print(json.dumps(out))
 """)
 
@@ -53,8 +64,11 @@ def test_old_paths_are_the_new_modules_and_warn_once():
         assert row["spec"] == row["name"] == new
         assert len(row["warnings"]) == 1 and new in row["warnings"][0] and "deprecated" in row["warnings"][0]
         assert row["where"] == ["<string>"], row["where"]  # the line that imported it, not importlib
-    assert out["classes"] == [True, True, True, True]  # already imported above: no second warning
-    assert out["attribute"] is True
+    assert out["classes"] == [True, True, True]  # already imported above: no second warning
+    same, warned, where = out["npp_net"]
+    assert same and len(warned) == 1 and "npp_plugin.preprocessors.weights" in warned[0], warned
+    assert where == ["<string>"], where
+    assert len(out["gone"]) == 4, out["gone"]  # the 0.1.0 paths served their release (0.2.0)
 
 
 def test_new_package_imports_without_torch():

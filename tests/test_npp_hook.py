@@ -18,7 +18,7 @@ from npp_plugin import Codec, get_codec, get_preprocessor, registry  # noqa: E40
 from npp_plugin.errors import InvalidArgumentError, ShapeError, WeightsError  # noqa: E402
 from npp_plugin.preprocessors import hook  # noqa: E402
 from npp_plugin.preprocessors import weights as W  # noqa: E402
-from npp_plugin.preprocessors.model import npp_net  # noqa: E402
+from npp_plugin.preprocessors.weights import npp_net  # noqa: E402
 
 META = {"codec": "rawtest", "recipe": {"stage": 0, "kind": "test"}, "fidelity": {"kind": "none"}}
 

@@ -18,8 +18,8 @@ pytest.importorskip(
 )
 
 from npp_plugin.errors import InvalidArgumentError, NppError, ShapeError  # noqa: E402
-from npp_plugin.preprocessors.model import npp_net  # noqa: E402
 from npp_plugin.preprocessors.onnx_export import OnnxNpp, check_onnx_equivalence, export_onnx  # noqa: E402
+from npp_plugin.preprocessors.weights import npp_net  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 
 from npp_plugin.errors import InvalidArgumentError, WeightsError  # noqa: E402
 from npp_plugin.preprocessors import weights as W  # noqa: E402
-from npp_plugin.preprocessors.model import NppNet, npp_net  # noqa: E402
+from npp_plugin.preprocessors.model import NppNet  # noqa: E402
+from npp_plugin.preprocessors.weights import npp_net  # noqa: E402
 
 META = {
     "codec": {"codec": "jpeg", "chroma": "420"},

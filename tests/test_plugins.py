@@ -170,18 +170,16 @@ def test_the_fixture_host_is_the_default_and_isolated(plugin_host):
     assert default_host() is plugin_host
 
 
-def test_a_bare_pluggy_manager_still_works_with_a_deprecation_warning():
-    """Assert the 0.1.0 calls on a pluggy manager (load_plugins(pm), codec_registry(pm),
-    plugin_infos(pm)) keep working for one release."""
+def test_a_bare_pluggy_manager_works_with_the_host_functions_only():
+    """Assert load_plugins(pm) and plugin_infos(pm) take a pluggy manager, while the registry
+    lookups, whose deprecated ``pm`` route went in 0.3.0, refuse one with a hint."""
     pm = pluggy.PluginManager("npp_plugin")
     assert load_plugins(pm) is pm
     pm.register(GoodPlugin(), name="good")  # behind the host's back: found on the next build
-    with pytest.warns(DeprecationWarning, match="PluginHost"):
-        reg = codec_registry(pm)
-    assert reg.owner("bpg") == "bpg"
-    with pytest.warns(DeprecationWarning):
-        assert codec_registry(pm=pm).names() == reg.names()
     assert plugin_infos(pm)["bpg"].builtin
+    with pytest.raises(TypeError, match=r"PluginHost\(manager=pm\)"):
+        codec_registry(pm)
+    assert codec_registry(PluginHost(manager=pluggy.PluginManager("npp_plugin"))).owner("bpg") == "bpg"
 
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import torch
 from npp_plugin import Codec
 from npp_plugin.errors import ShapeError
 from npp_plugin.registry import available_codecs, get_codec
-from npp_plugin.training.ste import codec_step, straight_through
+from npp_plugin.ste import codec_step, straight_through
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ import torch
 
 from npp_plugin.errors import InvalidArgumentError
 from npp_plugin.preprocessors.filters import gaussian_blur
-from npp_plugin.training.surrogates import (
+from npp_plugin.surrogates import (
     _blocks,
     chroma_format,
     codec_steps,
@@ -36,7 +36,7 @@ def crops():
 
 def test_block_dct_is_orthonormal(crops):
     """Assert the 8×8 DCT keeps energy (Parseval) and its inverse gives the planes back."""
-    from npp_plugin.training.surrogates import _unblocks
+    from npp_plugin.surrogates import _unblocks
 
     x = crops[:, :1] * 255
     coef, size = _blocks(x)

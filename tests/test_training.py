@@ -327,7 +327,7 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
     the task far more than it saves in bits (J well above the plain codec's), so the real
     objective must fall clearly when it is trained through the analytic surrogate (sqlog
     rate, codec-masked Jacobian; no proxy network). Asserted: a fall of over 15 % on fixed
-    batches (measured: see the README), the surrogate check logged at the start and every
+    batches (measured: see docs/results.md), the surrogate check logged at the start and every
     5 steps, and the EMA weights saved."""
     from npp_plugin.preprocessors.weights import load_weights
     from npp_plugin.training.loop import objective, run
@@ -350,7 +350,7 @@ def test_analytic_surrogate_run_undoes_a_heavy_blur(tmp_path):
     net, w = load_weights(summary["outputs"]["weights"])
     assert w.meta["recipe"]["surrogate"] == "sqlog" and w.meta["recipe"]["proxy"] is None
     torch.manual_seed(0)
-    from npp_plugin.preprocessors.model import npp_net
+    from npp_plugin.preprocessors.weights import npp_net
     from npp_plugin.training.npp_stage import _distil_to_blur
 
     start = npp_net(config="tiny", qa=False)

@@ -122,7 +122,7 @@ class BpgCodec(Codec):
             (1 superfast ... 8 veryslow, the default, ... 9 placebo).
         fast: **the fast setting for training loops**: x265's ``ultrafast`` preset with a
             16x16 CTU (``level`` is ignored; every CU 16x16, no SAO, no RDOQ): a fraction of
-            level 8's encoding time for a higher BD-rate (the measured figures: README, "BPG
+            level 8's encoding time for a higher BD-rate (the measured figures: docs/bpg.md, "BPG
             in-process"). Still a standard BPG file that any decoder reads.
         hash: add the MD5 picture-hash SEI (``bpgenc -hash``); decoding then verifies it.
     """
@@ -161,7 +161,7 @@ class BpgCodec(Codec):
 
         * ``"bpgenc"`` (the default): x265 3.5's tables shifted by one QP, so that a QP
           gives the rate and quality ``bpgenc -q`` gives with libbpg's bundled x265 (how close,
-          and how far apart unshifted: README, "BPG in-process"; ``native/bpg_lambda.c``);
+          and how far apart unshifted: docs/bpg.md, "BPG in-process"; ``native/bpg_lambda.c``);
         * ``"x265"``: x265's own, because ``NPP_BPG_X265_LAMBDA=x265`` was set when the first
           encoder of that bit depth opened;
         * ``"x265 (tables not found)"``: this libx265 does not export its tables, or they

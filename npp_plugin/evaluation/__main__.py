@@ -193,6 +193,9 @@ def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bd-metrics", default="score,kl,pck,map,ap50,psnr,ms_ssim", help="metrics to compute BD-rates on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--summary", default=None, metavar="TASK[=LABEL],...",
+                   help="print the compact summary instead of the long table (table.md has it either way): "
+                        "KL BD-rates of these classifiers against every anchor, and the time per image")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,7 +229,14 @@ def _report(args, out: Path) -> dict:
                     unit=args.bootstrap_unit, bd_metrics=_split(args.bd_metrics), plots=not args.no_plots)
 
 
-def _print_results(res: dict, out: Path) -> None:
+def _print_results(res: dict, out: Path, summary: str | None = None) -> None:
+    if summary:
+        from .summary import format_summary
+
+        tasks = [tuple(t.split("=", 1)) if "=" in t else (t, "") for t in _split(summary)]
+        anchors = [a.strip().split("/")[-1] for a in res["bd_rate_settings"]["anchor"].split(",") if a.strip()]
+        print(format_summary(res, tasks=tasks, anchors=anchors, out=out), end="")
+        return
     print(res["table"], end="")
     if res.get("transfer"):
         print("\nTransfer table:\n\n" + res["transfer"]["table"], end="")
@@ -310,7 +320,7 @@ def _run(args) -> int:
     if shard[1] > 1:
         print(f"npp eval: shard {shard[0]}/{shard[1]} done; join the shards with: npp eval merge --out DIR SHARD_DIRS...")
         return 0
-    _print_results(_report(args, out), out)
+    _print_results(_report(args, out), out, args.summary)
     return 0
 
 
@@ -369,10 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = merge_shards(args.out, args.shards)
             print(f"npp eval merge: {counts['rows']} rows from {counts['shards']} shard folders"
                   + (f"; {counts['missing_shards']} shard(s) missing" if counts["missing_shards"] else ""), file=sys.stderr)
-            _print_results(_report(args, Path(args.out)), Path(args.out))
+            _print_results(_report(args, Path(args.out)), Path(args.out), args.summary)
             return 0
         if args.command == "report":
-            _print_results(_report(args, Path(args.out)), Path(args.out))
+            _print_results(_report(args, Path(args.out)), Path(args.out), args.summary)
             return 0
         return _gradcam(args)
     except NppError as exc:

@@ -287,18 +287,46 @@ def _short(note: str) -> str:
     return note.replace("Curves do not overlap. BD cannot be calculated.", "curves do not overlap")
 
 
+#: the bootstrap's own note (:func:`~.bdrate._set_interval`), said once under the table
+_RESAMPLE_NOTE = re.compile(r"^(\d+)/(\d+) bootstrap resamples had overlap warnings or dropped points$")
+
+#: what † means, in words, once
+RESAMPLE_WARNING = (
+    "†: in some bootstrap resamples (how many: `boot_noted` in bdrate.csv) the two curves "
+    "overlapped less than bjontegaard's minimum or lost non-monotonic points, so the BD-rate "
+    "there rests partly on extrapolation and the interval is rougher than its width suggests; "
+    "the per-QP points below say it more plainly."
+)
+
+
+def resample_noted(entry: dict) -> int:
+    """How many bootstrap resamples of a BD-rate entry needed care (0 when none)."""
+    for w in entry.get("warnings", ()):
+        m = _RESAMPLE_NOTE.match(w)
+        if m:
+            return int(m.group(1))
+    return 0
+
+
 def format_table(bd: Sequence[dict], curves: Sequence[dict] | None = None, refs: dict | None = None) -> str:
-    """Markdown: the BD-rate table (and the curve points when given)."""
+    """Markdown: the BD-rate table (and the curve points when given). The bootstrap's
+    per-row note is a † here, explained once under the table."""
     lines = [
         "| task | codec | variant | anchor | metric | BD-rate % | 95 % CI | CI ∋ 0 | images | notes |",
         "| --- | --- | --- | --- | --- | ---: | --- | --- | ---: | --- |",
     ]
+    any_noted = False
     for e in bd:
         ci = f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]"
         inc = {True: "yes", False: "**no**", None: "n/a"}[e["includes_zero"]]
-        notes = "; ".join(_short(w) for w in e["warnings"])
+        noted = resample_noted(e) > 0
+        any_noted |= noted
+        notes = "; ".join(_short(w) for w in e["warnings"] if not _RESAMPLE_NOTE.match(w))
+        ci += " †" if noted else ""
         lines.append(f"| {e['task']} | {e['codec']} | {e['variant']} | {e['anchor']} | {e['metric']} | "
                      f"{_fmt(e['value'])} | {ci} | {inc} | {e['n_images']} | {notes} |")
+    if any_noted:
+        lines += ["", RESAMPLE_WARNING]
     if curves:
         # PCK, mAP and AP50 columns only when some task has them (pose, detection)
         extra = [m for m in ("pck", "map", "ap50") if any(c.get(m) is not None for c in curves)]
@@ -322,6 +350,25 @@ def format_table(bd: Sequence[dict], curves: Sequence[dict] | None = None, refs:
 
         lines += ["", "Uncompressed: " + ", ".join(ref(t, v) for t, v in refs.items())]
     return "\n".join(lines) + "\n"
+
+
+def coding_times(rows: Sequence[dict]) -> list[dict]:
+    """Per (codec, variant): the mean wall seconds per image of filtering, encoding and
+    decoding (``coded_s`` of the rows, each coded image counted once whatever the tasks);
+    ``None`` where the rows predate the timing."""
+    seen: dict[tuple, float | None] = {}
+    for r in rows:
+        if r["kind"] == "coded":
+            seen.setdefault((r["codec"], r["variant"], r["qp"], r["image"]), r.get("coded_s"))
+    groups: dict[tuple, list] = defaultdict(list)
+    for (codec, variant, _, _), t in seen.items():
+        groups[(codec, variant)].append(t)
+    out = []
+    for (codec, variant), ts in sorted(groups.items()):
+        known = [t for t in ts if t is not None]
+        out.append({"codec": codec, "variant": variant, "n": len(known),
+                    "seconds_per_image": float(np.mean(known)) if known else None})
+    return out
 
 
 def _csv(rows: Sequence[dict]) -> bytes:
@@ -382,6 +429,8 @@ def finalize(
         "curves": curves,
         "fidelity_curves": fcurves,
         "bd_rate": bd,
+        "timing": coding_times(rows),
+        "counts": {"images": len({r["image"] for r in rows}), "sources": len({r.get("source", r["image"]) for r in rows})},
     }
     table = format_table(bd, curves, refs)
     kinds = {t: cfg.get("kind", "") for t, cfg in manifest.get("tasks", {}).items()}
@@ -394,7 +443,7 @@ def finalize(
     atomic_write_bytes(out / "results.json", json.dumps({**results, "rows": rows}, indent=1, allow_nan=True).encode())
     atomic_write_bytes(out / "rows.csv", _csv(rows))
     atomic_write_bytes(out / "curves.csv", _csv(curves))
-    atomic_write_bytes(out / "bdrate.csv", _csv(bd))
+    atomic_write_bytes(out / "bdrate.csv", _csv([{**e, "boot_noted": resample_noted(e)} for e in bd]))
     atomic_write_bytes(out / "table.md", table.encode())
     if plots:
         from .plots import plot_all

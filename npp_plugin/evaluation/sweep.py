@@ -17,6 +17,7 @@ Shardable: shard ``i`` of ``n`` takes images ``i, i+n, i+2n, ...``; ``merge`` jo
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -343,18 +344,24 @@ class _Runner:
                                **{k: v[i] for k, v in m.items()}) for i in idx]
         self.stats.computed += self.store.append(rows)
         fixed: dict[str, Any] = {}  # outputs of codec-independent filters, per variant
+        fixed_s: dict[str, float] = {}  # and the seconds that filter took
         for (c, qp, v), per_task in missing_units.items():
             codec, prep = self.spec.codecs[c], self.spec.variants[v]
+            start = time.perf_counter()
             if prep is not None and prep.codec_independent:
                 if v not in fixed:
                     with torch.inference_mode():
                         fixed[v] = prep(x, codec=codec, qp=qp)
+                    fixed_s[v] = time.perf_counter() - start
+                    start = time.perf_counter()
                 recon, bits = codec.roundtrip(fixed[v], qp=qp, workers=self.workers)
             else:
                 recon, bits = codec.roundtrip(x, qp=qp, preprocess=prep, workers=self.workers)
-            self._score_unit(items, x, refs, targets, c, qp, v, per_task, recon, bits)
+            # wall seconds per image of the batch: filter + encode + decode (the codec's threads)
+            coded_s = (time.perf_counter() - start + fixed_s.get(v, 0.0)) / len(items)
+            self._score_unit(items, x, refs, targets, c, qp, v, per_task, recon, bits, coded_s)
 
-    def _score_unit(self, items, x, refs, targets, c, qp, v, per_task, recon, bits) -> None:
+    def _score_unit(self, items, x, refs, targets, c, qp, v, per_task, recon, bits, coded_s=None) -> None:
         import torch
 
         h, w = x.shape[-2:]
@@ -371,7 +378,7 @@ class _Runner:
                 extra = {m: float(fid[m][i]) for m in fid}
                 rows.append(self._row(
                     "coded", items[i], c, qp, v, t, w, h, bytes=int(nbytes[i]), bpp=float(rate[i]),
-                    **{k: vals[i] for k, vals in measures.items()}, **extra,
+                    **{k: vals[i] for k, vals in measures.items()}, **extra, coded_s=coded_s,
                 ))
         self.stats.computed += self.store.append(rows)
         self.stats.units += 1

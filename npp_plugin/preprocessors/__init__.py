@@ -7,8 +7,8 @@ not import torch.
 
     base.py         Preprocessor (the contract), resolve_preprocessor()
     filters.py      GaussianBlur, BilateralFilter, GuidedFilter, TunedBlur, gaussian_blur()
-    model.py        NppNet, NppConfig, CONFIGS, npp_net(), describe_configs()
-    weights.py      save_weights(), load_weights(), read_weights(), resolve_weights()
+    model.py        NppNet, NppConfig, CONFIGS, describe_configs()
+    weights.py      npp_net() (fresh or from a file), save_weights(), load_weights(), read_weights(), resolve_weights()
     hook.py         NppPreprocessor, npp_filter() and the "npp" registration
     refine.py       TaskRefine: "npp_refine", per-image refinement on the real codec's J
     onnx_export.py  export_onnx(), check_onnx_equivalence()
@@ -59,7 +59,7 @@ _WHERE = {
     "NppNet": "model",
     "count_parameters": "model",
     "describe_configs": "model",
-    "npp_net": "model",
+    "npp_net": "weights",
     "NppWeights": "weights",
     "load_weights": "weights",
     "read_weights": "weights",

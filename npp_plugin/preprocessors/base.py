@@ -14,6 +14,7 @@ preprocess=p)`` (one image) filter in float and round to 8 bits once, in the cod
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -26,7 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codec import Codec
 
-__all__ = ["Preprocessor", "resolve_preprocessor"]
+__all__ = ["Preprocessor", "resolve_preprocessor", "set_name_lookup"]
+
+#: How a registered *name* becomes an instance. This contract sits below the plugin host, so
+#: it holds the host's lookup rather than importing it: :mod:`npp_plugin.plugins` installs
+#: the default host's ``get_preprocessor`` when it is imported (``import npp_plugin`` does).
+_name_lookup: Callable[[str], Preprocessor] | None = None
 
 
 class Preprocessor(ABC):
@@ -80,8 +86,16 @@ def resolve_preprocessor(preprocess: str | Preprocessor) -> Preprocessor:
     if isinstance(preprocess, Preprocessor):
         return preprocess
     if isinstance(preprocess, str):
-        from ..registry import get_preprocessor
-
-        return get_preprocessor(preprocess)
+        if _name_lookup is None:  # pragma: no cover - npp_plugin/__init__ imports the host
+            msg = f"preprocessor {preprocess!r}: no plugin host is loaded (import npp_plugin first)"
+            raise InvalidArgumentError(msg, argument="preprocess")
+        return _name_lookup(preprocess)
     msg = f"preprocess must be a registered name or a Preprocessor, got {type(preprocess).__name__}"
     raise InvalidArgumentError(msg, argument="preprocess", allowed="str | Preprocessor")
+
+
+def set_name_lookup(lookup: Callable[[str], Preprocessor]) -> None:
+    """Install how :func:`resolve_preprocessor` turns a name into an instance (the plugin
+    host does, once; a caller never needs to)."""
+    global _name_lookup
+    _name_lookup = lookup

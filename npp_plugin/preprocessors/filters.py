@@ -2,7 +2,7 @@
 
 A low-pass filter before the encoder also saves bits (the codec has less high-frequency
 energy to code) at some cost in task accuracy, so an NPP result means something only next to
-these on the same images (their measured BD-rates are in the README, "What works today").
+these on the same images (their measured BD-rates are in docs/results.md).
 They are registered as preprocessors like any other:
 
     ============  ==============================================================

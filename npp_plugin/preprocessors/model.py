@@ -32,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InvalidArgumentError, ShapeError, WeightsError
+from .. import _moved
+from ..errors import InvalidArgumentError, ShapeError
 from ..images import check_image_batch
 
 __all__ = ["CONFIGS", "NppConfig", "NppNet", "build_net", "config_from_dict", "count_parameters", "describe_configs",
-           "is_npp_net", "npp_net"]
+           "is_npp_net"]
 
 
 @dataclass(frozen=True)
@@ -512,48 +513,6 @@ def _config_rows() -> tuple[dict[str, Any], ...]:
     return tuple(rows)
 
 
-def npp_net(
-    *,
-    config: NppConfig | str | None = None,
-    weights: Any = None,
-    device: str | torch.device = "cpu",
-    **kwargs: Any,
-) -> NppNet:
-    """Build an :class:`NppNet`, fresh (identity) or from a weights file.
-
-    Args:
-        config: a name in :data:`CONFIGS` or an :class:`NppConfig`. Default ``"small"`` for a
-            fresh network; with ``weights`` the file's configuration is used, and a
-            ``config`` given here must name the same one.
-        weights: a weights file path, a shipped weights name, or None for a fresh network
-            (see :func:`npp_plugin.preprocessors.weights.load_weights`).
-        device: where to put the network.
-        **kwargs: overrides of :class:`NppConfig` fields for a fresh network (``qa``,
-            ``widths``, ``qa_hidden``).
-
-    Returns:
-        The network; in eval mode when loaded from weights, train mode when fresh.
-
-    Raises:
-        InvalidArgumentError: unknown configuration or field.
-        WeightsError: unreadable weights, or weights of another configuration.
-    """
-    if weights is not None:
-        if kwargs:
-            msg = f"npp_net: {sorted(kwargs)} cannot override a weights file's stored configuration"
-            raise WeightsError(msg)
-        from .weights import load_weights
-
-        net, _ = load_weights(weights, device=device, config=config)
-        return net
-    cfg = _resolve_config("small" if config is None else config)
-    if kwargs:
-        allowed = {"qa", "widths", "qa_hidden"}
-        bad = sorted(set(kwargs) - allowed)
-        if bad:
-            msg = f"npp_net: unknown option {bad[0]!r}; allowed: {', '.join(sorted(allowed))}"
-            raise InvalidArgumentError(msg, argument=bad[0], allowed=sorted(allowed))
-        if "widths" in kwargs:
-            kwargs["widths"] = tuple(kwargs["widths"])
-        cfg = replace(cfg, **kwargs)
-    return NppNet(cfg).to(device)
+# ``npp_net`` moved to :mod:`.weights` (it loads weights files, which build these networks):
+# the old path works for one release, with a DeprecationWarning.
+__getattr__ = _moved.moved_attributes(__name__, {"npp_net": "npp_plugin.preprocessors.weights"})

@@ -12,14 +12,14 @@ pixels lower, for this image and the codec and QP it is about to be coded with,
     J = bits / pixel + λ(QP) · KL(task(image) ‖ task(decoded))
 
 Forward values are the real codec's bits and reconstruction; gradients come from the analytic
-surrogates (:func:`~npp_plugin.training.surrogates.surrogate_step`: squared-log rate model,
+surrogates (:func:`~npp_plugin.surrogates.surrogate_step`: squared-log rate model,
 codec-masked Jacobian). Of the iterates, each image keeps the one with the lowest real J, the
 base's output included, so for the codec it is given the result is never worse than the base
 on that J (the codec is deterministic and the output is coded from the same float pixels).
 
 Why at encode time: a network trained on the same gradients over the built-in training
 photos did not learn these changes, while per image they lower the held-out J far below the
-tuned blur's (README, "npp_refine"). The price: the task network at the encoder, and per step a
+tuned blur's (docs/results.md, "npp_refine"). The price: the task network at the encoder, and per step a
 real encode and decode and a backward pass through the task.
 
 λ per QP is the plain codec's own rate–task slope from the shipped blur table (calibrated for
@@ -114,7 +114,7 @@ class TaskRefine(Preprocessor):
         max_pixels: int = MAX_PIXELS,
     ) -> None:
         from ..registry import get_preprocessor, get_task
-        from ..training.surrogates import JACOBIANS, RATE_MODELS
+        from ..surrogates import JACOBIANS, RATE_MODELS
         from .filters import _positive
 
         self.steps = _integer("steps", steps, 1, MAX_STEPS)
@@ -176,7 +176,7 @@ class TaskRefine(Preprocessor):
         output and of the kept iterate, per image: what a teacher for distillation stores."""
         import torch
 
-        from ..training.surrogates import surrogate_step
+        from ..surrogates import surrogate_step
 
         h, w = batch.shape[-2:]
         if h * w > self.max_pixels:

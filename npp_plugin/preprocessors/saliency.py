@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The saliency-guided blur NPP: blur what the task network does not look at.
 
-A uniform Gaussian blur before the codec already saves bits for a classifier (README,
-"What we measured"); a content-adaptive σ map built from texture, luma or saturation found
+A uniform Gaussian blur before the codec already saves bits for a classifier (docs/results.md,
+"The summary"); a content-adaptive σ map built from texture, luma or saturation found
 nothing beyond it (``shared/notes/surrogates.md``). What can beat it is *what the task looks
 at*: this network keeps detail where a frozen ImageNet backbone's class activation map (CAM)
 is high and blurs the rest harder, with luma and chroma blurred separately::

@@ -44,7 +44,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,7 @@ __all__ = [
     "SUFFIX",
     "how_to_get_weights",
     "load_weights",
+    "npp_net",
     "read_weights",
     "resolve_weights",
     "save_weights",
@@ -339,3 +340,50 @@ def save_weights(path: str | os.PathLike, net: NppNet, *, meta: Mapping[str, Any
         "meta": info,
     }
     return save_tagged(path, FORMAT, payload)
+
+
+def npp_net(
+    *,
+    config: NppConfig | str | None = None,
+    weights: Any = None,
+    device: str | torch.device = "cpu",
+    **kwargs: Any,
+) -> NppNet:
+    """Build an :class:`NppNet`, fresh (identity) or from a weights file.
+
+    Args:
+        config: a name in :data:`CONFIGS` or an :class:`NppConfig`. Default ``"small"`` for a
+            fresh network; with ``weights`` the file's configuration is used, and a
+            ``config`` given here must name the same one.
+        weights: a weights file path, a shipped weights name, or None for a fresh network
+            (see :func:`npp_plugin.preprocessors.weights.load_weights`).
+        device: where to put the network.
+        **kwargs: overrides of :class:`NppConfig` fields for a fresh network (``qa``,
+            ``widths``, ``qa_hidden``).
+
+    Returns:
+        The network; in eval mode when loaded from weights, train mode when fresh.
+
+    Raises:
+        InvalidArgumentError: unknown configuration or field.
+        WeightsError: unreadable weights, or weights of another configuration.
+    """
+    if weights is not None:
+        if kwargs:
+            msg = f"npp_net: {sorted(kwargs)} cannot override a weights file's stored configuration"
+            raise WeightsError(msg)
+        net, _ = load_weights(weights, device=device, config=config)
+        return net
+    from .model import NppNet, _resolve_config
+
+    cfg = _resolve_config("small" if config is None else config)
+    if kwargs:
+        allowed = {"qa", "widths", "qa_hidden"}
+        bad = sorted(set(kwargs) - allowed)
+        if bad:
+            msg = f"npp_net: unknown option {bad[0]!r}; allowed: {', '.join(sorted(allowed))}"
+            raise InvalidArgumentError(msg, argument=bad[0], allowed=sorted(allowed))
+        if "widths" in kwargs:
+            kwargs["widths"] = tuple(kwargs["widths"])
+        cfg = replace(cfg, **kwargs)
+    return NppNet(cfg).to(device)

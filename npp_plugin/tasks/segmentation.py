@@ -6,7 +6,7 @@ its ``.tflite`` inside the wheel), run in MediaPipe's own environment
 decoded image is the IoU of the two masks, each thresholded at 0.5.
 
 Only images with a person count. The selfie model paints a foreground on any photo (a cat
-too; README, "Transfer to other tasks"), so an image counts when BlazePose's detector (same wheel) finds a person in the uncompressed image; on
+too; docs/evaluation.md, "Transfer to other tasks"), so an image counts when BlazePose's detector (same wheel) finds a person in the uncompressed image; on
 the others the score is NaN and evaluation leaves them out.
 """
 

@@ -1,6 +1,8 @@
 """Training NPP through a real codec (the paper's Algorithm 1).
 
-* :mod:`.ste` — the straight-through step: real codec values forward, proxy gradients back;
+* :mod:`npp_plugin.ste` and :mod:`npp_plugin.surrogates` (codec-side, used here, by
+  ``npp_refine`` and by the surrogate check) — the straight-through step and the analytic
+  codec surrogates: real codec values forward, a proxy's or a surrogate's gradients back;
 * :mod:`.losses` — the objective (rate, calibrated λ·task, a binding fidelity term);
 * :mod:`.data` — image folders, COCO and the built-in photos; seeded crops per step;
 * :mod:`.loop` — :func:`~.loop.run`, which runs one stage: :mod:`.proxy_stage` (stage 1, the

@@ -27,6 +27,8 @@ import torch
 from ..errors import WeightsError
 from ..fileio import save_tagged
 from ..preprocessors.hook import NppPreprocessor, npp_filter
+from ..ste import codec_step
+from ..surrogates import surrogate_step
 from .common import (
     CHECKPOINT_FORMAT,
     RunLog,
@@ -44,8 +46,6 @@ from .config import TrainConfig
 from .data import Batches, _seed, make_source, val_batches
 from .ddp import DistInfo, wrap
 from .losses import calibrate_lambdas, fidelity_loss, fidelity_spec, npp_loss, paper_lambda
-from .ste import codec_step
-from .surrogates import surrogate_step
 
 __all__ = ["NppTrainState", "objective", "run_npp_stage", "train_step"]
 
@@ -81,7 +81,7 @@ class NppTrainState:
 
 
 def _build_npp(cfg: TrainConfig, device: torch.device):
-    from ..preprocessors.model import npp_net
+    from ..preprocessors.weights import npp_net
 
     if cfg.npp_init:
         net = npp_net(weights=cfg.npp_init, device=device)

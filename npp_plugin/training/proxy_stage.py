@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,14 +49,6 @@ def rd_loss(out: dict, target: torch.Tensor, lmbda: float) -> dict[str, torch.Te
     bpp = out["bits"].sum() / (n * h * w)
     mse = F.mse_loss(out["x_hat"], target)
     return {"loss": bpp + lmbda * 255.0**2 * mse, "bpp_loss": bpp, "mse_loss": mse}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Deprecated (goes in the next release): PSNR of the MSE over the whole batch; use
-    :func:`npp_plugin.evaluation.metrics.psnr` (per image) or ``psnr_from_mse``."""
-    msg = "npp_plugin.training.proxy_stage.psnr is deprecated; use npp_plugin.evaluation.metrics.psnr_from_mse"
-    warnings.warn(msg, DeprecationWarning, stacklevel=2)
-    return psnr_from_mse(float(F.mse_loss(a.float(), b.float())))
 
 
 def _optimizers(proxy: ProxyCodec, lr: float, aux_lr: float):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .surrogates import (
+from ..surrogates import (
     JACOBIANS,
     RATE_MODELS,
     chroma_format,

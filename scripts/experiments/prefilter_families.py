@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from npp_plugin.preprocessors.filters import gaussian_blur
 from npp_plugin.registry import get_codec, get_task
 from npp_plugin.training.search import Crops, RealObjective, builtin_dev_split
-from npp_plugin.training.surrogates import _dct_matrix
+from npp_plugin.surrogates import _dct_matrix
 
 TABLE = json.loads((Path(__file__).resolve().parents[2] / "npp_plugin" / "weights" / "blur-tuned.json").read_text())
 LAMBDAS = {int(q): float(v) for q, v in TABLE["provenance"]["lambdas"].items()}
@@ -159,7 +159,7 @@ def main() -> None:
 
 
 def per_image(codec, task, files, qp, s0, n=32, steps=12, lr=0.004):
-    from npp_plugin.training.surrogates import surrogate_step
+    from npp_plugin.surrogates import surrogate_step
 
     x = Crops.grid(files, n=n, size=224, task=task).x
     ref, base = task.reference(x), gaussian_blur(x, s0)

@@ -6,7 +6,7 @@ BPG at level 8 (``npp demo``'s setting), MobileNetV2, λ of the shipped blur tab
 the real J = bpp + λ·KL of the tuned blur and of the shipped NPP alone, then of ``npp_refine``
 from each with 4 Adam steps of 0.002 / 0.004 / 0.008 at that QP (each passed as the QP-34
 value that the step-size law turns into it), and with 8 steps of 0.004, all against the tuned
-blur's J. This chose the defaults (the step size ×2 every 6 QP, the tuned blur as base; README
+blur's J. This chose the defaults (the step size ×2 every 6 QP, the tuned blur as base; docs/results.md,
 "npp_refine"; the rows are in ``npp_plugin/weights/npp-refine.json``). Usage::
 
     .venv/bin/python scripts/experiments/tune_refine.py --qps 28 34 41

@@ -26,7 +26,8 @@ torch = pytest.importorskip("torch")
 
 from npp_plugin import Codec  # noqa: E402
 from npp_plugin.preprocessors.hook import NppPreprocessor  # noqa: E402
-from npp_plugin.preprocessors.model import CONFIGS, count_parameters, npp_net  # noqa: E402
+from npp_plugin.preprocessors.model import CONFIGS, count_parameters  # noqa: E402
+from npp_plugin.preprocessors.weights import npp_net  # noqa: E402
 
 from ._session import benchmark_session  # noqa: E402
 

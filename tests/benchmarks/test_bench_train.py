@@ -59,7 +59,7 @@ def _codec():
 
 @pytest.fixture(scope="module")
 def parts():
-    from npp_plugin.preprocessors.model import npp_net
+    from npp_plugin.preprocessors.weights import npp_net
     from npp_plugin.proxy import proxy_codec
     from npp_plugin.training.data import Batches, BuiltinPhotos
 
@@ -163,7 +163,7 @@ def test_bench_full_step(benchmark, parts, tmp_path_factory):
 def test_bench_surrogate(benchmark, parts):
     """The analytic stand-in's own cost (sqlog rate model + codec-masked Jacobian, forward and
     backward, the real round trip excluded): what replaces the proxy network."""
-    from npp_plugin.training.surrogates import distortion_surrogate, rate_model
+    from npp_plugin.surrogates import distortion_surrogate, rate_model
 
     x, codec = parts["x"], parts["codec"]
     real, _ = codec.roundtrip(x, qp=QP)

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..errors import InvalidArgumentError, ShapeError
-from ..images import check_image_batch
+from .errors import InvalidArgumentError, ShapeError
+from .images import check_image_batch
 
 __all__ = ["CodecStep", "codec_step", "straight_through"]
 

@@ -15,8 +15,8 @@ or per frequency and plane where the codec quantises with tables, ``codec.quant_
 
 Each is rescaled per image to the real bits, ``R̂ = N · sg(R_real / N)``: its value is the real
 rate and its gradient ``(R_real / N)·∂N``. How well each predicts the real change of the bits
-is measured, not assumed: ``npp check-surrogate`` (figures in the README, "Training"; notes in
-``shared/notes/surrogates.md``); ``log`` under-predicts what a blur saves, so its gradients
+is measured, not assumed: ``npp check-surrogate`` (:mod:`npp_plugin.training.surrogate_check`;
+figures in ``docs/training.md``); ``log`` under-predicts what a blur saves, so its gradients
 lean towards sharpening.
 
 Distortion Jacobians (how the decoded image moves when the codec's input moves), each used
@@ -40,7 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidArgumentError
+from .errors import InvalidArgumentError
 from .ste import CodecStep, straight_through
 
 __all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "codec_steps", "dct_planes", "rate_model", "surrogate_step"]
