@@ -158,7 +158,7 @@ class DevJudge:
 def _real_j(pred: torch.Tensor, x: torch.Tensor, qp: torch.Tensor, codec: Any, task: Any, lam_of: Any) -> torch.Tensor:
     """Mean real J of the student's output (values: the real codec; gradients: the analytic
     surrogates), per QP present in the batch; J = bpp + λ(QP)·KL(task(x) ‖ task(decoded))."""
-    from .surrogates import surrogate_step
+    from ..surrogates import surrogate_step
 
     total = pred.new_zeros(())
     npx = pred.shape[-1] * pred.shape[-2]
