@@ -43,6 +43,7 @@ Example::
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import io
 import json
@@ -161,6 +162,11 @@ class _Package:
             stem = _gcompris_name(entry)
         else:
             stem = member.removeprefix(self.strip)
+        parts = stem.split("/")
+        if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+            where = f"{member}:{entry}" if entry else member
+            msg = f"damaged archive: refused the member name {where!r} (an empty, '.' or '..' path part)"
+            raise DamagedArchiveError(msg, path=where)
         return str(Path(stem).with_suffix(""))
 
     def recipe(self) -> str:
@@ -582,6 +588,11 @@ class _Photo:
     pixels: str  # sha256 of the stored pixels
 
 
+#: The image formats the packages' photos come in; nothing else is opened (Pillow would
+#: otherwise try every format it knows, EPS through Ghostscript among them).
+_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
 def _open_image(data: bytes, where: str) -> Any:
     """A Pillow image whose header was read and whose size is within the pixel limit."""
     import warnings
@@ -594,7 +605,7 @@ def _open_image(data: bytes, where: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=_FORMATS)
     except Image.DecompressionBombError as exc:
         msg = f"{where}: refused, {exc}"
         raise DamagedArchiveError(msg, path=where) from exc
@@ -894,7 +905,8 @@ def _in_place(root: Path, pkg: _Package, old: dict | None) -> bool:
     return True
 
 
-def _builtin_hashes() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _builtin_hashes() -> frozenset[str]:
     """sha256 of the built-in photos' pixels (a copy of the same file has the same pixels)."""
     from PIL import Image
 
@@ -907,7 +919,7 @@ def _builtin_hashes() -> set[str]:
                 pixels.add(_pixel_hash(im.convert("RGB")))
         except OSError:  # pragma: no cover - an unreadable installed file
             continue
-    return pixels
+    return frozenset(pixels)
 
 
 def _write_package(root: Path, pkg: _Package, photos: list[_Photo]) -> int:
@@ -998,7 +1010,7 @@ def build_corpus(
     if old:
         for p in old["photos"]:
             rows.setdefault(p["package"], []).append(p)
-    builtin: set[str] | None = None
+    builtin: frozenset[str] | None = None
     bar = tqdm(chosen, desc="photo corpus", unit="pkg", disable=not progress, file=sys.stderr)
     for pkg in bar:
         bar.set_postfix_str(pkg.name)

@@ -144,10 +144,11 @@ def _images(args) -> tuple[list, dict]:
         crop = None if whole else (args.crop_size or DEFAULT_CROP)
         split = args.images.partition(":")[2] or "all"
         items = corpus_images(crop_size=crop, stride=args.stride, split=split)
-        from ..corpus import corpus_dir, corpus_info
+        from ..corpus import corpus_info
 
+        # the digest, not the folder, names the photos (a resumed run may be on another machine)
         desc = {"source": args.images, "crop_size": crop, "stride": args.stride or crop, "split": split,
-                "corpus_digest": corpus_info()["digest"], "corpus_root": str(corpus_dir())}
+                "corpus_digest": corpus_info()["digest"]}
     elif args.images.split(":")[0] == "builtin":
         crop = None if whole else (args.crop_size or DEFAULT_CROP)
         split = args.images.partition(":")[2] or "all"
