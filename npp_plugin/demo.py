@@ -63,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a classifier they never saw, scored too (default efficientnet_lite0; '' for none)")
     parser.add_argument("--max-images", type=int, default=None, help="crops to evaluate (default: all 73)")
     parser.add_argument("--images", default="builtin:val",
-                        help="builtin:val (held-out photos, default), builtin:all, or a folder")
+                        help="builtin:val (held-out photos, default), builtin:all, corpus:dev (npp data build), "
+                             "or a folder")
     parser.add_argument("--weights", default=None, help="NPP weights file (default: shipped, or $NPP_WEIGHTS)")
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")

@@ -24,7 +24,7 @@ from .bdrate import (
 )
 from .calibrate import Calibration, calibrate, choose_qps
 from .coco_map import MatchTable, coco_map
-from .inputs import EvalImage, builtin_images, folder_images, select_evenly
+from .inputs import EvalImage, builtin_images, corpus_images, folder_images, select_evenly
 from .merge import merge_shards
 from .metrics import bpp, fidelity, fsim, kl_divergence, ms_ssim, psnr
 from .results import aggregate, bd_table, finalize, format_table
@@ -48,6 +48,7 @@ __all__ = [
     "bd_table",
     "bpp",
     "builtin_images",
+    "corpus_images",
     "calibrate",
     "choose_qps",
     "coco_map",

@@ -137,10 +137,19 @@ def _labels(path: str | None) -> dict[str, int] | None:
 
 
 def _images(args) -> tuple[list, dict]:
-    from .inputs import DEFAULT_CROP, builtin_images, folder_images, select_evenly
+    from .inputs import DEFAULT_CROP, builtin_images, corpus_images, folder_images, select_evenly
 
     whole = args.crop_size == 0  # --crop-size 0: whole photos
-    if args.images.split(":")[0] == "builtin":
+    if args.images.split(":")[0] == "corpus":
+        crop = None if whole else (args.crop_size or DEFAULT_CROP)
+        split = args.images.partition(":")[2] or "all"
+        items = corpus_images(crop_size=crop, stride=args.stride, split=split)
+        from ..corpus import corpus_info
+
+        # the digest, not the folder, names the photos (a resumed run may be on another machine)
+        desc = {"source": args.images, "crop_size": crop, "stride": args.stride or crop, "split": split,
+                "corpus_digest": corpus_info()["digest"]}
+    elif args.images.split(":")[0] == "builtin":
         crop = None if whole else (args.crop_size or DEFAULT_CROP)
         split = args.images.partition(":")[2] or "all"
         items = builtin_images(crop_size=crop, stride=args.stride, split=split)
@@ -160,7 +169,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default="mobilenet_v2",
                    help="task networks; 'all' for every task that can run here; 'none' for fidelity only")
     p.add_argument("--images", default="builtin",
-                   help="'builtin', 'builtin:val' (photos held out from training), 'builtin:train', or a folder")
+                   help="'builtin', 'builtin:val' (photos held out from training), 'builtin:train', "
+                        "'corpus:dev', 'corpus:train', 'corpus:all' (npp data build), or a folder")
     p.add_argument("--crop-size", type=int, default=None,
                    help="square crops of this size (builtin default 144); 0 for whole photos")
     p.add_argument("--stride", type=int, default=None, help="crop stride (default: crop size)")

@@ -1,4 +1,5 @@
-"""The images an evaluation runs on: the built-in photos or a folder, whole or as fixed crops.
+"""The images an evaluation runs on: the built-in photos, the photo corpus or a folder, whole or as
+fixed crops.
 
 Items are described (key, file, crop box) without reading pixels, so a large folder costs
 nothing until a batch needs it, and each shard reads only its own images.
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["EvalImage", "builtin_images", "folder_images", "select_evenly"]
+__all__ = ["EvalImage", "builtin_images", "corpus_images", "folder_images", "select_evenly"]
 
 #: Built-in crop size: non-overlapping 144² crops give 696 crops from the 40 photos found on the
 #: development machine (575 from the 34 without the extra packages), enough to resolve a few
@@ -25,12 +26,15 @@ DEFAULT_CROP = 144
 
 @dataclass(frozen=True)
 class EvalImage:
-    """One evaluation image: a file, optionally a square crop of it."""
+    """One evaluation image: a file, optionally a square crop of it. ``source`` names the photo
+    (the unit of bootstrap intervals); ``group`` the related shots it belongs to, when known
+    (the photo corpus' groups)."""
 
     key: str
     source: str
     path: Path
     box: tuple[int, int, int] | None = None  # (y0, x0, size)
+    group: str | None = None
 
     def load(self) -> np.ndarray:
         rgb = _load(str(self.path))
@@ -56,17 +60,20 @@ def _size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def _items(files: Sequence[Path], names: Sequence[str], crop: int | None, stride: int | None) -> list[EvalImage]:
+def _items(files: Sequence[Path], names: Sequence[str], crop: int | None, stride: int | None,
+           groups: Sequence[str | None] | None = None, sizes: Sequence[tuple[int, int]] | None = None,
+           ) -> list[EvalImage]:
     out: list[EvalImage] = []
-    for path, name in zip(files, names, strict=True):
+    groups = groups if groups is not None else [None] * len(files)
+    for i, (path, name, group) in enumerate(zip(files, names, groups, strict=True)):
         if crop is None:
-            out.append(EvalImage(name, name, path))
+            out.append(EvalImage(name, name, path, group=group))
             continue
-        w, h = _size(path)
+        w, h = sizes[i] if sizes is not None else _size(path)
         st = stride or crop
         for y in range(0, h - crop + 1, st):
             for x in range(0, w - crop + 1, st):
-                out.append(EvalImage(f"{name}@{y},{x},{crop}", name, path, (y, x, crop)))
+                out.append(EvalImage(f"{name}@{y},{x},{crop}", name, path, (y, x, crop), group))
     return out
 
 
@@ -96,6 +103,25 @@ def builtin_images(
         msg = "no built-in photos found (they come from scikit-image, scikit-learn, matplotlib, opencv-doc)"
         raise InvalidArgumentError(msg, argument="images", allowed="builtin photos or a folder")
     return _items(files, [f"{p.parent.name}/{p.name}" for p in files], crop_size, stride)
+
+
+def corpus_images(
+    *, split: str = "dev", crop_size: int | None = DEFAULT_CROP, stride: int | None = None,
+    root: str | Path | None = None,
+) -> list[EvalImage]:
+    """The photo corpus' photos of ``split`` ("train", "dev" or "all"; see
+    :mod:`npp_plugin.corpus`), whole (``crop_size=None``) or as grid crops; each image's
+    ``source`` is the photo (``<package>/<name>.png``) and ``group`` its group.
+
+    Raises:
+        InvalidArgumentError: no corpus (the message names ``npp data build``), or a bad split.
+    """
+    from ..corpus import corpus_photos
+
+    _check_crop(crop_size, stride)
+    photos = corpus_photos(split, root)
+    return _items([p.path for p in photos], [p.name for p in photos], crop_size, stride,
+                  [p.group for p in photos], [(p.width, p.height) for p in photos])
 
 
 def folder_images(folder: str | Path, *, crop_size: int | None = None, stride: int | None = None) -> list[EvalImage]:

@@ -49,7 +49,8 @@ __all__ = ["main"]
 _DICT_FLAGS = {"codec_options": "codec-option", "task_options": "task-option", "lambdas": "lambda"}
 _HELP = {
     "out": "output folder: checkpoints, logs, proxies, weights",
-    "data": "'builtin' (photos shipped by installed packages), or an image folder (class sub-folders optional)",
+    "data": "'builtin' (photos shipped by installed packages), 'corpus:train' (the photo corpus, "
+            "npp data build; validated on corpus:dev), or an image folder (class sub-folders optional)",
     "annotations": "COCO instances JSON: --data is then the COCO image folder",
     "size": "square crop size (multiple of 16)",
     "qp": "stage npp: the fixed QP",

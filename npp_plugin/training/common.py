@@ -147,6 +147,8 @@ def val_source(cfg: TrainConfig):
         return make_source(cfg.val_data)
     if cfg.data == "builtin":
         return BuiltinPhotos("val")
+    if cfg.data in ("corpus", "corpus:train"):  # the corpus' own held-out split
+        return make_source("corpus:dev")
     return None
 
 

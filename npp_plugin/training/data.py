@@ -1,4 +1,5 @@
-"""Training data: image folders, COCO, and the built-in photos; random crops and flips.
+"""Training data: image folders, COCO, the built-in photos and the photo corpus; random crops and
+flips.
 
 Every batch is a pure function of ``(seed, step, rank)``: which images (a per-epoch
 permutation, sharded across DDP ranks) and where they are cropped/flipped. Resuming at step
@@ -21,7 +22,8 @@ import torch
 from ..datasets import builtin_photos, image_files, load_rgb, split_files
 from ..errors import InvalidArgumentError
 
-__all__ = ["Batches", "BuiltinPhotos", "CocoImages", "ImageFolder", "ImageSource", "make_source", "val_batches"]
+__all__ = ["Batches", "BuiltinPhotos", "CocoImages", "CorpusPhotos", "ImageFolder", "ImageSource", "make_source",
+           "val_batches"]
 
 
 
@@ -141,10 +143,33 @@ class BuiltinPhotos(ImageSource):
         return {**super().describe(), "split": self.split}
 
 
+class CorpusPhotos(ImageSource):
+    """The photo corpus (:mod:`npp_plugin.corpus`, built by ``npp data build``), one split:
+    ``"train"``, ``"dev"`` or ``"all"``. Each photo's ``group`` is in :attr:`groups`."""
+
+    def __init__(self, split: str = "train", *, root: str | Path | None = None, cache: int = 64) -> None:
+        from ..corpus import corpus_info, corpus_photos
+
+        photos = corpus_photos(split, root)
+        if not photos:
+            msg = f"training data: the photo corpus has no {split!r} photos"
+            raise InvalidArgumentError(msg, argument="data", allowed="corpus:train | corpus:dev | corpus:all")
+        super().__init__([p.path for p in photos], cache=cache)
+        self.split = split
+        self.groups = [p.group for p in photos]
+        self.digest = corpus_info(root)["digest"]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "split": self.split, "corpus_digest": self.digest}
+
+
 def make_source(data: str, *, annotations: str | None = None, split: str = "train") -> ImageSource:
-    """``"builtin"`` → the built-in photos; a folder (+ ``annotations`` JSON → COCO)."""
+    """``"builtin"`` → the built-in photos; ``"corpus:train"`` (``:dev``, ``:all``) → the
+    photo corpus; a folder (+ ``annotations`` JSON → COCO)."""
     if data == "builtin":
         return BuiltinPhotos(split)
+    if data.startswith("corpus:") or data == "corpus":
+        return CorpusPhotos(data.partition(":")[2] or "train")
     if annotations:
         return CocoImages(data, annotations)
     return ImageFolder(data)

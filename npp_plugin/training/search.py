@@ -306,11 +306,20 @@ def _setup(args: argparse.Namespace, lambdas: dict[int, float] | None = None):
     codec = get_codec(args.codec, **dict(_kv(o) for o in args.codec_option))
     task = get_task(args.task)
     files = None
-    if args.images != "builtin:train":
-        from ..datasets import image_files
+    if args.images == "corpus:train":  # the corpus' own split by group: fit on train, select on dev
+        from ..corpus import corpus_files
 
-        files = image_files(args.images, who="npp search", argument="images")
-    fit_files, dev_files = builtin_dev_split(files=files)
+        fit_files, dev_files = corpus_files("train"), corpus_files("dev")
+    else:
+        if args.images.startswith("corpus:"):
+            from ..corpus import corpus_files
+
+            files = corpus_files(args.images.partition(":")[2])
+        elif args.images != "builtin:train":
+            from ..datasets import image_files
+
+            files = image_files(args.images, who="npp search", argument="images")
+        fit_files, dev_files = builtin_dev_split(files=files)
     if not fit_files or (args.fit_on == "fit" and not dev_files):
         msg = (f"npp search: {args.images} gives {len(fit_files)} fit and {len(dev_files)} development photos "
                "(split by scene); give more photos or --fit-on all")
@@ -371,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="mobilenet_v2")
     p.add_argument("--qps", type=int, nargs="+", default=list(DEFAULT_QPS))
     p.add_argument("--images", default="builtin:train",
-                   help="training photos: builtin:train (the built-in photos' training split) or a folder; "
+                   help="training photos: builtin:train (the built-in photos' training split), corpus:train (fit on "
+                        "the photo corpus' train split, select on its dev split), or a folder; "
                         "split by scene into fit and development photos")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--fit-crops", type=int, default=64)
