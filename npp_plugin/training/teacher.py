@@ -67,21 +67,21 @@ class TeacherSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def bad(key: str, allowed: str, value: Any) -> InvalidArgumentError:
+        def bad(*, key: str, allowed: str, value: Any) -> InvalidArgumentError:
             return InvalidArgumentError(f"npp teacher: {key} must be {allowed}, got {value!r}",
                                         argument=key, allowed=allowed)
 
         if not (isinstance(self.size, int) and 32 <= self.size <= 1024 and self.size % 16 == 0):
-            raise bad("size", "a multiple of 16 in [32, 1024]", self.size)
+            raise bad(key="size", allowed="a multiple of 16 in [32, 1024]", value=self.size)
         if not self.scales or not all(0.1 <= float(s) <= 1.0 for s in self.scales):
-            raise bad("scales", "scales in [0.1, 1]", self.scales)
+            raise bad(key="scales", allowed="scales in [0.1, 1]", value=self.scales)
         if not (isinstance(self.crops_per_photo, int) and 1 <= self.crops_per_photo <= 1000):
-            raise bad("crops_per_photo", "an integer in [1, 1000]", self.crops_per_photo)
+            raise bad(key="crops_per_photo", allowed="an integer in [1, 1000]", value=self.crops_per_photo)
         lo, hi = self.qps
         if not (0 <= lo <= hi <= 51):
-            raise bad("qps", "LO HI with 0 <= LO <= HI <= 51", self.qps)
+            raise bad(key="qps", allowed="LO HI with 0 <= LO <= HI <= 51", value=self.qps)
         if not (isinstance(self.shard, int) and 1 <= self.shard <= 256):
-            raise bad("shard", "an integer in [1, 256]", self.shard)
+            raise bad(key="shard", allowed="an integer in [1, 256]", value=self.shard)
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         object.__setattr__(self, "qps", (int(lo), int(hi)))
 
