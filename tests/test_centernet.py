@@ -151,7 +151,7 @@ def test_task_detects_coco_ids_and_its_loss_has_gradients(task):
     blurred = torch.nn.functional.avg_pool2d(x, 5, 1, 2).requires_grad_(True)
     loss = task.loss(blurred, [ref], reduction="none")
     loss.sum().backward()
-    assert float(loss) > 1.0
+    assert float(loss.detach()) > 1.0
     assert torch.isfinite(blurred.grad).all() and blurred.grad.abs().sum() > 0
     boxes_only = task.loss(x, [{"boxes": ref["boxes"], "labels": ref["labels"]}])  # COCO-annotation path
     assert torch.isfinite(boxes_only)
@@ -257,3 +257,53 @@ def test_damaged_files_are_refused_by_name(tmp_path, damage):
     name = "model.json" if "json" in damage else "w.bin"
     with pytest.raises(WeightsError, match=name):
         TfjsGraph(path)
+
+
+# ---- npp_refine on the detector ---------------------------------------------------------------
+
+
+def test_npp_refine_takes_centernet_with_calibrated_lambdas(task):
+    """npp_refine(task="centernet") needs λ: task_lambdas gives them (the plain codec's slope on
+    the detector's loss); one refinement step then never raises the real J above the base's."""
+    from npp_plugin.errors import InvalidArgumentError
+    from npp_plugin.evaluation.calibrate import task_lambdas
+    from npp_plugin.preprocessors.refine import TaskRefine
+    from npp_plugin.registry import get_codec
+
+    with pytest.raises(InvalidArgumentError, match="task_lambdas") as e:
+        TaskRefine(base=None, task=task)
+    assert e.value.argument == "lambdas"
+    codec = get_codec("bpg", fast=True)
+    x = _dog()[..., 96:352, 160:416].contiguous()  # 256², the dog and the bicycle
+    lam = task_lambdas(codec, task, [x], [34])
+    assert set(lam) == {34} and 0 < lam[34] < 1e6
+    p = TaskRefine(base=None, task=task, steps=1, lambdas=lam)
+    y = p(x, codec=codec, qp=34)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    ref = task.reference(x)
+
+    def real_j(img):
+        rec, bits = codec.roundtrip(img, qp=34)
+        return float(bits.sum()) / (256 * 256) + lam[34] * float(task.loss(rec, ref))
+
+    assert real_j(y) <= real_j(x) + 1e-9
+
+
+def test_npp_refine_refuses_an_evaluation_only_task():
+    """An evaluation-only task (no loss) is refused with the argument named."""
+    from npp_plugin.errors import InvalidArgumentError
+    from npp_plugin.preprocessors.refine import TaskRefine
+    from npp_plugin.tasks import EvaluationTask
+
+    class Scorer(EvaluationTask):
+        name, kind = "scorer", "pose"
+
+        def reference(self, batch):
+            return []
+
+        def score(self, batch, target):
+            return torch.zeros(len(batch))
+
+    with pytest.raises(InvalidArgumentError, match="evaluation-only") as e:
+        TaskRefine(base=None, task=Scorer(), lambdas=1.0)
+    assert e.value.argument == "task"
