@@ -262,9 +262,10 @@ def test_damaged_files_are_refused_by_name(tmp_path, damage):
 # ---- npp_refine on the detector ---------------------------------------------------------------
 
 
-def test_npp_refine_takes_centernet_with_calibrated_lambdas(task):
+def test_npp_refine_takes_centernet_with_calibrated_lambdas(task, tmp_path):
     """npp_refine(task="centernet") needs λ: task_lambdas gives them (the plain codec's slope on
-    the detector's loss); one refinement step then never raises the real J above the base's."""
+    the detector's loss), here through a JSON file as the CLI passes them; one refinement step
+    then never raises the real J above the base's."""
     from npp_plugin.errors import InvalidArgumentError
     from npp_plugin.evaluation.calibrate import task_lambdas
     from npp_plugin.preprocessors.refine import TaskRefine
@@ -277,7 +278,9 @@ def test_npp_refine_takes_centernet_with_calibrated_lambdas(task):
     x = _dog()[..., 96:352, 160:416].contiguous()  # 256², the dog and the bicycle
     lam = task_lambdas(codec, task, [x], [34])
     assert set(lam) == {34} and 0 < lam[34] < 1e6
-    p = TaskRefine(base=None, task=task, steps=1, lambdas=lam)
+    (tmp_path / "lam.json").write_text(json.dumps(lam))
+    p = TaskRefine(base=None, task=task, steps=1, lambdas=str(tmp_path / "lam.json"))
+    assert p.lambdas == lam
     y = p(x, codec=codec, qp=34)
     assert y.shape == x.shape and torch.isfinite(y).all()
     ref = task.reference(x)

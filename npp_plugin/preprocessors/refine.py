@@ -58,6 +58,17 @@ def _integer(key: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
+def _read_lambdas(path: str) -> Any:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        msg = f"preprocessor 'npp_refine': lambdas file {path!r} cannot be read as JSON {{qp: λ}}: {exc}"
+        raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, one λ > 0, or a JSON file") from exc
+
+
 class TaskRefine(Preprocessor):
     """``base``'s output refined per image by ``steps`` Adam steps on the real codec's J.
 
@@ -75,8 +86,10 @@ class TaskRefine(Preprocessor):
             QPs it follows the quantiser step, ×2 every 6 QP (:meth:`step_size`), since a
             change must outlive a coarser quantiser to reach the decoder.
         lambdas: ``{qp: λ}`` for the codec family the table was made for (interpolated by
-            normalised QP), or one λ for every QP; None → the shipped blur table's, which
-            was calibrated for ``mobilenet_v2`` (another task must pass its own).
+            normalised QP), or one λ for every QP, or the path of a JSON file holding such
+            a table (``npp eval --variants npp_refine:task=centernet:lambdas=lam.json``);
+            None → the shipped blur table's, which was calibrated for ``mobilenet_v2``
+            (another task must pass its own).
         rate, jacobian: the surrogate's rate model and distortion Jacobian.
         workers: threads for the codec's batch round trips (None: the codec's default).
         max_pixels: refuse images with more pixels than this (default 2²², about 8 GB of
@@ -132,6 +145,8 @@ class TaskRefine(Preprocessor):
                        "npp_plugin.evaluation.calibrate.task_lambdas(codec, task, images, qps)")
                 raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, or one λ > 0")
             lambdas = table.lambdas
+        if isinstance(lambdas, str):  # a JSON file {qp: λ} (the CLI cannot spell a dict)
+            lambdas = _read_lambdas(lambdas)
         if isinstance(lambdas, (int, float)) and not isinstance(lambdas, bool):
             lambdas = {0: lambdas}
         try:
