@@ -101,6 +101,7 @@ def test_same_padding_stride2_matches_tfjs(reference, tmp_path):
 # ---- agreement with the TF.js run of the whole graph --------------------------------------
 
 
+@pytest.mark.slow
 @needs_model
 def test_runner_matches_tfjs_reference(reference):
     """Detections (scores, boxes, classes) and the heatmap agree with TF.js's run of the graph."""
@@ -262,6 +263,7 @@ def test_damaged_files_are_refused_by_name(tmp_path, damage):
 # ---- npp_refine on the detector ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_npp_refine_takes_centernet_with_calibrated_lambdas(task, tmp_path):
     """npp_refine(task="centernet") needs λ: task_lambdas gives them (the plain codec's slope on
     the detector's loss), here through a JSON file as the CLI passes them; one refinement step
