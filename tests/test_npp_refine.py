@@ -99,6 +99,7 @@ def test_lambda_follows_the_shipped_table_by_normalised_qp():
     ({"steps": 0}, "steps"), ({"steps": 101}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"),
     ({"lr": 0.5}, "lr"), ({"lr": float("nan")}, "lr"), ({"rate": "bits"}, "rate"), ({"jacobian": "exact"}, "jacobian"),
     ({"max_pixels": 0}, "max_pixels"), ({"lambdas": {34: -1.0}}, "lambdas"), ({"lambdas": {"x": 1}}, "lambdas"), ({"lambdas": {}}, "lambdas"),
+    ({"lambdas": "/nonexistent/lambdas.json"}, "lambdas"),
 ])
 def test_bad_options_are_refused_with_the_argument_named(kw, argument):
     with pytest.raises(InvalidArgumentError) as e:

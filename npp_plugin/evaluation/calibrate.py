@@ -23,7 +23,7 @@ from ..tasks import Task
 from .inputs import EvalImage, select_evenly
 from .sweep import SweepSpec, _targets
 
-__all__ = ["Calibration", "calibrate", "choose_qps", "default_grid"]
+__all__ = ["Calibration", "calibrate", "choose_qps", "default_grid", "task_lambdas"]
 
 
 @dataclass
@@ -152,3 +152,40 @@ def calibrate(
         scores=[float(s) for s in scores], reference=float(reference), ratio=[float(r) for r in ratio],
         qps=qps, lo=lo, hi=hi, n_images=n, notes=notes + more,
     )
+
+
+def task_lambdas(
+    codec: Codec,
+    task: Task,
+    images: Sequence[Any],
+    qps: Sequence[int],
+    *,
+    delta: int = 3,
+    workers: int | None = None,
+) -> dict[int, float]:
+    """λ per QP for ``task``: the plain codec's local rate–task slope on ``images``.
+
+    The same calibration as NPP training's (:func:`~npp_plugin.training.losses.calibrate_lambdas`,
+    ``−ΔR/ΔD`` over qp ± ``delta``) with the task's loss against its own outputs on the
+    uncompressed images, so ``npp_refine`` can weigh any trainable task, e.g.
+    ``get_preprocessor("npp_refine", task="centernet", lambdas=task_lambdas(codec, task, imgs, [28, 34, 41]))``.
+
+    Args:
+        images: (N, 3, H, W) float tensors in [0, 1], or :class:`EvalImage` (same size each).
+
+    Returns:
+        ``{qp: λ}``; where the loss does not rise with QP on these images the paper's λ is used.
+    """
+    import torch
+
+    from ..tasks import require_trainable
+    from ..training.losses import calibrate_lambdas
+
+    require_trainable(task, who="task_lambdas")
+    batches = []
+    for img in images:
+        x = uint8_to_tensor_batch(np.stack([img.load()])) if isinstance(img, EvalImage) else img
+        with torch.no_grad():
+            batches.append((x, task.reference(x)))
+    table = calibrate_lambdas(codec, task, batches, list(qps), delta=delta, workers=workers)
+    return {qp: row["lmbda"] for qp, row in table.items()}

