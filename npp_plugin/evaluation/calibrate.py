@@ -10,9 +10,10 @@ subset of the images, divide by the uncompressed score, make the ratio non-incre
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +24,11 @@ from ..tasks import Task
 from .inputs import EvalImage, select_evenly
 from .sweep import SweepSpec, _targets
 
-__all__ = ["Calibration", "calibrate", "choose_qps", "default_grid", "task_lambdas"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["PAPER_LAMBDAS", "Calibration", "calibrate", "calibrate_lambdas", "choose_qps", "default_grid", "paper_lambda",
+           "task_lambdas"]
 
 
 @dataclass
@@ -165,7 +170,7 @@ def task_lambdas(
 ) -> dict[int, float]:
     """λ per QP for ``task``: the plain codec's local rate–task slope on ``images``.
 
-    The same calibration as NPP training's (:func:`~npp_plugin.training.losses.calibrate_lambdas`,
+    The same calibration as NPP training's (:func:`calibrate_lambdas`,
     ``−ΔR/ΔD`` over qp ± ``delta``) with the task's loss against its own outputs on the
     uncompressed images, so ``npp_refine`` can weigh any trainable task, e.g.
     ``get_preprocessor("npp_refine", task="centernet", lambdas=task_lambdas(codec, task, imgs, [28, 34, 41]))``.
@@ -179,7 +184,6 @@ def task_lambdas(
     import torch
 
     from ..tasks import require_trainable
-    from ..training.losses import calibrate_lambdas
 
     require_trainable(task, who="task_lambdas")
     batches = []
@@ -189,3 +193,70 @@ def task_lambdas(
             batches.append((x, task.reference(x)))
     table = calibrate_lambdas(codec, task, batches, list(qps), delta=delta, workers=workers)
     return {qp: row["lmbda"] for qp, row in table.items()}
+
+
+#: the paper's QP → λ pairs (BPG)
+PAPER_LAMBDAS: dict[int, float] = {28: 0.5, 31: 1.0, 34: 2.0, 37: 4.0, 41: 8.0}
+
+
+def paper_lambda(qp: int) -> float:
+    """The paper's λ, log-linearly interpolated in QP (λ doubles about every 3 QP)."""
+    qps = sorted(PAPER_LAMBDAS)
+    if qp <= qps[0]:
+        lo, hi = qps[0], qps[1]
+    elif qp >= qps[-1]:
+        lo, hi = qps[-2], qps[-1]
+    else:
+        lo = max(q for q in qps if q <= qp)
+        hi = min(q for q in qps if q > qp) if qp != lo else lo
+        if hi == lo:
+            return PAPER_LAMBDAS[lo]
+    t = (qp - lo) / (hi - lo)
+    return float(math.exp((1 - t) * math.log(PAPER_LAMBDAS[lo]) + t * math.log(PAPER_LAMBDAS[hi])))
+
+
+def calibrate_lambdas(
+    codec: Any,
+    task: Any,
+    batches: Iterable[tuple[torch.Tensor, Any]],
+    qps: Sequence[int],
+    *,
+    delta: int = 3,
+    workers: int | None = None,
+) -> dict[int, dict[str, float]]:
+    """λ per QP from the plain codec's local rate–task slope, ``−ΔR/ΔD`` over qp ± ``delta``.
+
+    Args:
+        batches: ``(x, target)`` pairs (target = labels, annotations or a task reference).
+
+    Returns:
+        ``{qp: {"lmbda", "bpp", "task", "slope_ok"}}``; where the task loss does not rise
+        with QP on these batches (too few images), ``slope_ok`` is False and the paper's λ
+        is used instead.
+    """
+    import torch
+
+    batches = list(batches)
+    lo, hi = codec.qp_range
+    wanted = sorted({q for qp in qps for q in (max(lo, qp - delta), qp, min(hi, qp + delta))})
+    rate: dict[int, float] = {}
+    dist: dict[int, float] = {}
+    for q in wanted:
+        bits = pixels = loss = 0.0
+        n = 0
+        for x, target in batches:
+            with torch.no_grad():
+                recon, b = codec.roundtrip(x, qp=q, workers=workers)
+                loss += float(task.loss(recon, target, reduction="sum"))
+            bits += float(b.sum())
+            pixels += x.shape[0] * x.shape[2] * x.shape[3]
+            n += x.shape[0]
+        rate[q], dist[q] = bits / pixels, loss / max(n, 1)
+    out = {}
+    for qp in qps:
+        a, b = max(lo, qp - delta), min(hi, qp + delta)
+        d_rate, d_dist = rate[a] - rate[b], dist[b] - dist[a]
+        ok = d_rate > 0 and d_dist > 1e-6
+        lmbda = d_rate / d_dist if ok else paper_lambda(qp)
+        out[int(qp)] = {"lmbda": float(lmbda), "bpp": rate[qp], "task": dist[qp], "slope_ok": bool(ok)}
+    return out

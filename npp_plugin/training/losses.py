@@ -24,14 +24,15 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidArgumentError
+
+# the λ slope is codec-and-task calibration, shared with npp_refine and evaluation
+from ..evaluation.calibrate import PAPER_LAMBDAS, calibrate_lambdas, paper_lambda
 
 __all__ = [
     "PAPER_LAMBDAS",
@@ -41,26 +42,6 @@ __all__ = [
     "npp_loss",
     "paper_lambda",
 ]
-
-#: the paper's QP → λ pairs (BPG)
-PAPER_LAMBDAS: dict[int, float] = {28: 0.5, 31: 1.0, 34: 2.0, 37: 4.0, 41: 8.0}
-
-
-def paper_lambda(qp: int) -> float:
-    """The paper's λ, log-linearly interpolated in QP (λ doubles about every 3 QP)."""
-    qps = sorted(PAPER_LAMBDAS)
-    if qp <= qps[0]:
-        lo, hi = qps[0], qps[1]
-    elif qp >= qps[-1]:
-        lo, hi = qps[-2], qps[-1]
-    else:
-        lo = max(q for q in qps if q <= qp)
-        hi = min(q for q in qps if q > qp) if qp != lo else lo
-        if hi == lo:
-            return PAPER_LAMBDAS[lo]
-    t = (qp - lo) / (hi - lo)
-    return float(math.exp((1 - t) * math.log(PAPER_LAMBDAS[lo]) + t * math.log(PAPER_LAMBDAS[hi])))
-
 
 def fidelity_spec(psnr_floor: float, beta: float) -> dict[str, Any]:
     """What goes into the weights' metadata to describe the fidelity term."""
@@ -91,48 +72,3 @@ def npp_loss(
     terms = {"bpp": bpp.mean(), "task": task.mean(), "fidelity": fidelity.mean()}
     terms["loss"] = terms["bpp"] + lmbda * terms["task"] + beta * terms["fidelity"]
     return terms
-
-
-@torch.no_grad()
-def calibrate_lambdas(
-    codec: Any,
-    task: Any,
-    batches: Iterable[tuple[torch.Tensor, Any]],
-    qps: Sequence[int],
-    *,
-    delta: int = 3,
-    workers: int | None = None,
-) -> dict[int, dict[str, float]]:
-    """λ per QP from the plain codec's local rate–task slope, ``−ΔR/ΔD`` over qp ± ``delta``.
-
-    Args:
-        batches: ``(x, target)`` pairs (target = labels, annotations or a task reference).
-
-    Returns:
-        ``{qp: {"lmbda", "bpp", "task", "slope_ok"}}``; where the task loss does not rise
-        with QP on these batches (too few images), ``slope_ok`` is False and the paper's λ
-        is used instead.
-    """
-    batches = list(batches)
-    lo, hi = codec.qp_range
-    wanted = sorted({q for qp in qps for q in (max(lo, qp - delta), qp, min(hi, qp + delta))})
-    rate: dict[int, float] = {}
-    dist: dict[int, float] = {}
-    for q in wanted:
-        bits = pixels = loss = 0.0
-        n = 0
-        for x, target in batches:
-            recon, b = codec.roundtrip(x, qp=q, workers=workers)
-            bits += float(b.sum())
-            pixels += x.shape[0] * x.shape[2] * x.shape[3]
-            loss += float(task.loss(recon, target, reduction="sum"))
-            n += x.shape[0]
-        rate[q], dist[q] = bits / pixels, loss / max(n, 1)
-    out = {}
-    for qp in qps:
-        a, b = max(lo, qp - delta), min(hi, qp + delta)
-        d_rate, d_dist = rate[a] - rate[b], dist[b] - dist[a]
-        ok = d_rate > 0 and d_dist > 1e-6
-        lmbda = d_rate / d_dist if ok else paper_lambda(qp)
-        out[int(qp)] = {"lmbda": float(lmbda), "bpp": rate[qp], "task": dist[qp], "slope_ok": bool(ok)}
-    return out
