@@ -193,3 +193,16 @@ def test_teachers_compared_on_the_same_crops_by_unseen_classifiers(photo_dirs, t
     run_teacher(tmp_path / "c", TeacherSettings(images=str(photo_dirs[1]), **SMALL), progress=False)
     with pytest.raises(InvalidArgumentError, match="same crops"):
         compare_teachers([tmp_path / "a", tmp_path / "c"], ["efficientnet_lite0"])
+
+
+def test_the_student_exports_to_onnx_with_its_blur(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from npp_plugin.cli import main
+    from npp_plugin.preprocessors.weights import save_weights
+
+    net = student_net(DistilSettings(widths=(4, 8, 16, 32)), npp_plugin.get_codec("bpg")).eval()
+    with torch.no_grad():
+        net.out.weight.normal_(0, 0.01)
+    save_weights(tmp_path / "s.npp.pt", net, meta={"codec": {}, "recipe": {}, "fidelity": {}})
+    # export-onnx checks onnxruntime against torch and fails on a mismatch
+    assert main(["export-onnx", str(tmp_path / "s.npp.pt"), str(tmp_path / "s.onnx")]) == 0
