@@ -54,7 +54,8 @@ def test_all_tasks_in_one_command(folder, tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     person_tasks = {"selfie_segmentation", "blazepose"} if mediapipe_unavailable_reason() is None else set()
     detectors = {"mtcnn", "centernet"} if model_available() else {"mtcnn"}  # centernet: fetched by the set-up
-    assert set(res["tasks"]) == {"mobilenet_v2", "efficientnet_lite0"} | detectors | person_tasks
+    classifiers = {"mobilenet_v2", "efficientnet_lite0", "efficientnet_lite2"}
+    assert set(res["tasks"]) == classifiers | detectors | person_tasks
     refs = res["reference"]
     for t in detectors:
         assert refs[t]["map"] == 1.0 and refs[t]["ap50"] == 1.0  # its own pseudo ground truth
