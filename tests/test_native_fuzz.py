@@ -96,8 +96,11 @@ def test_fuzz_finds_nothing(harnesses, seed_dirs, target, tmp_path):
     cmd = [str(harnesses[target]), str(corpus), f"-dict={FUZZ / 'bpg.dict'}", "-max_len=16384",
            f"-max_total_time={BUDGET[target]}", "-timeout=60", "-rss_limit_mb=2048",
            f"-artifact_prefix={artifacts}/", "-print_final_stats=1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(),
-                          timeout=BUDGET[target] + 240)
+    # Through a shell that forks: a process exec'd straight from pytest inherits pytest's peak
+    # RSS in getrusage (Linux carries the old memory's high-water mark across execve), which
+    # libFuzzer's -rss_limit_mb reads, so a suite that once held 2 GB made every input "oom".
+    proc = subprocess.run(["bash", "-c", '"$@"; exit $?', "fuzz", *cmd], capture_output=True, text=True,
+                          env=_env(), timeout=BUDGET[target] + 240)
     found = sorted(p.name for p in artifacts.iterdir())
     assert proc.returncode == 0 and not found, (
         f"{target} found {found or 'a problem'} (artifacts in {artifacts}; add each to "
