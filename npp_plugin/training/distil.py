@@ -44,10 +44,13 @@ import torch
 
 from ..errors import InvalidArgumentError, NppError
 from ..fileio import atomic_write_bytes, load_tagged, save_tagged
+from ..preprocessors.refine import refine_step_size
 
 __all__ = ["DistilSettings", "main", "run_distil", "student_net"]
 
 CKPT_FORMAT = "npp-distil-checkpoint/1"
+#: npp_refine's step size at QP 34 (its default): the scale of the teacher's change
+TEACHER_LR = 0.004
 
 
 @dataclass(frozen=True)
@@ -103,41 +106,26 @@ def student_net(s: DistilSettings, codec: Any) -> Any:
     return NppNet(cfg)
 
 
-def _step_size(codec: Any, qp: torch.Tensor, lr: float) -> torch.Tensor:
-    q = torch.tensor([codec.normalized_qp(int(v)) for v in qp.tolist()], dtype=torch.float32)
-    return lr * 2.0 ** ((51.0 * q - 34.0) / 6.0)
-
-
 class DevJudge:
-    """Real-codec J of a network on the development crops, beside the blur's and teacher's."""
+    """Real-codec J of a network on the development crops, beside the blur's and teacher's.
+    Both are scored here, not read from the shards: the shards hold MobileNetV2's loss only,
+    and the log compares the unseen EfficientNet-Lite0 too."""
 
     def __init__(self, dev: dict[str, Any], codec: Any) -> None:
-        from ..registry import get_task
+        from ..registry import get_preprocessor, get_task
 
         self.dev, self.codec = dev, codec
         self.x = dev["x"].float() / 255
         self.tasks = {name: get_task(name) for name in ("mobilenet_v2", "efficientnet_lite0")}
         self.refs = {name: t.reference(self.x) for name, t in self.tasks.items()}
         self.qps = sorted(set(dev["qp"].tolist()))
-        self.blur = self._score(dev["x"].float() / 255, "blur")  # recomputed: the shards' J came from float pixels
-        self.teacher = self._score(dev["y"].float() / 255, "teacher")
+        self.blur = self._score(self.x, prefilter=get_preprocessor("blur_tuned"))
+        self.teacher = self._score(dev["y"].float() / 255)
 
-    @torch.no_grad()
-    def _score(self, y: torch.Tensor, label: str) -> dict[str, torch.Tensor]:
-        from ..registry import get_preprocessor
+    def _score(self, y: torch.Tensor, prefilter: Any = None) -> dict[str, torch.Tensor]:
+        from .teacher import code_and_score
 
-        n = y.shape[0]
-        bpp = torch.zeros(n, dtype=torch.float64)
-        kl = {name: torch.zeros(n, dtype=torch.float64) for name in self.tasks}
-        for qp in self.qps:
-            idx = (self.dev["qp"] == qp).nonzero().flatten()
-            yq = y[idx]
-            if label == "blur":
-                yq = get_preprocessor("blur_tuned")(yq, codec=self.codec, qp=qp)
-            rec, bits = self.codec.roundtrip(yq.clamp(0, 1), qp=qp)
-            bpp[idx] = bits.double() / (y.shape[-1] * y.shape[-2])
-            for name, t in self.tasks.items():
-                kl[name][idx] = t.loss(rec, self.refs[name][idx], reduction="none").double()
+        bpp, kl = code_and_score(y, self.dev["qp"], self.codec, self.tasks, self.refs, prefilter=prefilter)
         j = bpp + self.dev["lam"] * kl["mobilenet_v2"]
         return {"J": j, "bpp": bpp, **{f"kl_{k}": v for k, v in kl.items()}}
 
@@ -145,14 +133,11 @@ class DevJudge:
     def __call__(self, net: Any) -> dict[str, torch.Tensor]:
         from ..preprocessors.hook import npp_filter
 
-        outs = []
+        y = torch.empty_like(self.x)
         for qp in self.qps:
             idx = (self.dev["qp"] == qp).nonzero().flatten()
-            outs.append((idx, npp_filter(net, self.x[idx], codec=self.codec, qp=qp)))
-        y = torch.empty_like(self.x)
-        for idx, o in outs:
-            y[idx] = o
-        return self._score(y, "student")
+            y[idx] = npp_filter(net, self.x[idx], codec=self.codec, qp=qp)
+        return self._score(y)
 
 
 def _real_j(pred: torch.Tensor, x: torch.Tensor, qp: torch.Tensor, codec: Any, task: Any, lam_of: Any) -> torch.Tensor:
@@ -186,8 +171,9 @@ def _batch(data: dict[str, Any], s: DistilSettings, step: int) -> tuple[torch.Te
     idx = torch.randint(0, n, (s.batch,), generator=g)
     # offsets on a 32-pixel grid keep the codec's block grid where the teacher saw it
     offs = torch.randint(0, (size - s.crop) // 32 + 1, (s.batch, 2), generator=g) * 32
-    xs = torch.stack([data["x"][i, :, oy:oy + s.crop, ox:ox + s.crop] for i, (oy, ox) in zip(idx.tolist(), offs.tolist(), strict=True)])
-    ys = torch.stack([data["y"][i, :, oy:oy + s.crop, ox:ox + s.crop] for i, (oy, ox) in zip(idx.tolist(), offs.tolist(), strict=True)])
+    windows = [(slice(None), slice(oy, oy + s.crop), slice(ox, ox + s.crop)) for oy, ox in offs.tolist()]
+    xs = torch.stack([data["x"][i][w] for i, w in zip(idx.tolist(), windows, strict=True)])
+    ys = torch.stack([data["y"][i][w] for i, w in zip(idx.tolist(), windows, strict=True)])
     return xs.float() / 255, ys.float() / 255, data["qp"][idx]
 
 
@@ -253,9 +239,9 @@ def run_distil(teacher: str | Path, dev: str | Path, out: str | Path, s: DistilS
             grp["lr"] = lr
         x, y, qp = _batch(data, s, step)
         net.train()
-        q = torch.tensor([codec.normalized_qp(int(v)) for v in qp.tolist()], dtype=torch.float32)
-        pred = net(x, q)
-        w = 1.0 / _step_size(codec, qp, 0.004) ** 2
+        pred = net(x, torch.tensor([codec.normalized_qp(int(v)) for v in qp.tolist()]))
+        # per crop ÷ (the teacher's step size)²: every QP weighs alike
+        w = torch.tensor([refine_step_size(TEACHER_LR, codec, int(v)) ** -2 for v in qp.tolist()])
         loss = ((pred - y) ** 2).mean(dim=(1, 2, 3)).mul(w).mean()
         if s.j_weight:
             loss = loss + s.j_weight * _real_j(pred, x, qp, j_codec, j_task, lam_of)

@@ -42,8 +42,9 @@ import torch
 
 from ..errors import InvalidArgumentError, NppError
 from ..fileio import atomic_write_bytes, load_tagged, save_tagged
+from .data import _seed
 
-__all__ = ["SHARD_FORMAT", "CropSpec", "TeacherSettings", "compare_teachers", "load_shards", "main", "plan_crops",
+__all__ = ["SHARD_FORMAT", "CropSpec", "TeacherSettings", "code_and_score", "compare_teachers", "load_shards", "main", "plan_crops",
            "run_teacher"]
 
 SHARD_FORMAT = "npp-teacher-shard/1"
@@ -116,7 +117,7 @@ class Photos:
 
 
 def _rng(*parts: Any) -> random.Random:
-    return random.Random(int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little"))
+    return random.Random(_seed(*parts))
 
 
 def resolve_photos(images: str) -> Photos:
@@ -314,6 +315,25 @@ def _ratio_interval(num: np.ndarray, den: np.ndarray, groups: Sequence[str], *, 
     return [float(num.mean() / den.mean() - 1), *map(float, np.percentile(stats, [2.5, 97.5]))]
 
 
+@torch.no_grad()
+def code_and_score(y: torch.Tensor, qps: torch.Tensor, codec: Any, tasks: dict[str, Any], refs: dict[str, Any], *,
+                   prefilter: Any = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Code each image of ``y`` at its own QP (``qps``, one per image; one batch round trip per
+    QP) after ``prefilter`` (a preprocessor, or None) and score the decoded images: bits per
+    pixel and each task's loss against its reference ``refs[name]`` (float64, per image)."""
+    n, npx = y.shape[0], y.shape[-1] * y.shape[-2]
+    bpp = torch.zeros(n, dtype=torch.float64)
+    loss = {name: torch.zeros(n, dtype=torch.float64) for name in tasks}
+    for qp in sorted(set(qps.tolist())):
+        idx = (qps == qp).nonzero().flatten()
+        yq = y[idx] if prefilter is None else prefilter(y[idx], codec=codec, qp=qp)
+        rec, bits = codec.roundtrip(yq.clamp(0, 1), qp=qp)
+        bpp[idx] = bits.double() / npx
+        for name, t in tasks.items():
+            loss[name][idx] = t.loss(rec, refs[name][idx], reduction="none").double()
+    return bpp, loss
+
+
 def compare_teachers(folders: Sequence[str | Path], tasks: Sequence[str], *, n_boot: int = 1000) -> dict[str, Any]:
     """Teachers run on the same crops (same photos, settings but ``task``, seed), judged by
     classifiers: per teacher and classifier, the change of KL and of bits against the tuned
@@ -339,17 +359,8 @@ def compare_teachers(folders: Sequence[str | Path], tasks: Sequence[str], *, n_b
     refs = {t: j.reference(x) for t, j in judges.items()}
 
     def score(y: torch.Tensor, filt: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        bpp = np.zeros(n)
-        kl = {t: np.zeros(n) for t in tasks}
-        for qp in sorted(set(qps.tolist())):
-            idx = (qps == qp).nonzero().flatten()
-            yq = blur(y[idx], codec=codec, qp=qp) if filt else y[idx]
-            rec, bits = codec.roundtrip(yq.clamp(0, 1), qp=qp)
-            bpp[idx.numpy()] = bits.double().numpy() / (y.shape[-1] * y.shape[-2])
-            with torch.no_grad():
-                for t, j in judges.items():
-                    kl[t][idx.numpy()] = j.loss(rec, refs[t][idx], reduction="none").double().numpy()
-        return bpp, kl
+        bpp, kl = code_and_score(y, qps, codec, judges, refs, prefilter=blur if filt else None)
+        return bpp.numpy(), {t: v.numpy() for t, v in kl.items()}
 
     bpp0, kl0 = score(x, True)
     out: dict[str, Any] = {"crops": n, "photos": len(set(runs[0]["photos"][:n])), "groups": len(set(groups)),
