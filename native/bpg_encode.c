@@ -270,11 +270,13 @@ static int open_x265(npp_bpg_encoder *e, int W8, int H8, int pixel_format, int w
     /* CTU and minimum CU come from the preset as in bpgenc (CTU 32 for levels 1..2, else
      * 64; minimum CU 8). The fast level takes "ultrafast" (minimum CU 16) with a 16x16
      * CTU, so every CU is 16x16 and x265 makes no split decisions: about 45 % less time
-     * than ultrafast's CTU 32 for about 1 % of BD-rate. Any minimum CU is valid BPG:
+     * than ultrafast's CTU 32 for about 1 % of BD-rate (up to 2.2 MP, below). Any minimum CU is valid BPG:
      * decoders round the picture size up to it, and x265 extends our 8-padded picture to
      * it by edge replication, the same padding. x265 needs at least one CTU per side, so
      * small pictures get a smaller CTU. */
-    if (prm->level == NPP_BPG_LEVEL_FAST)
+    /* HEVC allows a 16x16 CTB only up to level 4.1 (2228224 luma samples; A.4.1): x265
+     * refuses larger pictures (rounded up to its 16x16 CUs) with it, so they take ultrafast's own CTU 32. */
+    if (prm->level == NPP_BPG_LEVEL_FAST && (uint64_t)((W8 + 15) & ~15) * (uint64_t)((H8 + 15) & ~15) <= 2228224u)
         param->maxCUSize = 16;
     while (param->maxCUSize > 16 && ((uint32_t)W8 < param->maxCUSize ||
                                      (uint32_t)H8 < param->maxCUSize))

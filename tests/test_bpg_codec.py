@@ -122,6 +122,17 @@ def test_levels_change_effort_and_fast_is_valid_bpg(photo):
     assert len(fast) < 1.5 * sizes[1]
 
 
+def test_fast_codes_pictures_above_hevc_level_4_1():
+    # HEVC forbids 16x16 CTBs above 2228224 luma samples (level >= 5): x265 refused the fast
+    # setting's CTU 16 there; such pictures take CTU 32. 1496x1496 rounds up to 2.24 MP.
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    for h, w in [(1496, 1496), (1536, 1600)]:
+        img = np.kron(base, np.ones((h // 8 + 1, w // 8 + 1, 1), dtype=np.uint8))[:h, :w]
+        data = BpgCodec(fast=True).encode(img, qp=30)
+        assert psnr(img, BpgCodec().decode(data)) > 30
+
+
 def test_qp_option_is_hevc_qp(small):
     codec = BpgCodec(fast=True)
     sizes = [len(codec.encode(small, qp=q)) for q in (10, 25, 40, 51)]
