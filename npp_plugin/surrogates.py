@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from .errors import InvalidArgumentError
 from .ste import CodecStep, straight_through
 
-__all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "codec_steps", "dct_planes", "rate_model", "surrogate_step"]
+__all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "codec_steps", "dct_planes", "rate_model", "surrogate_grad",
+           "surrogate_step"]
 
 RATE_MODELS = ("log", "sqlog", "sigcount")
 JACOBIANS = ("identity", "soft", "masked")
@@ -199,3 +200,61 @@ def surrogate_step(
     sur = distortion_surrogate(x_bar, real, step=step, kind=jacobian)
     x_hat = straight_through(sur, real)
     return CodecStep(x_hat, bits, real, real_bits, sur.detach(), n_score.detach())
+
+
+#: Rows per band in :func:`surrogate_grad`: a multiple of 16, so that every 8×8 block of luma
+#: and of 4:2:0 chroma lies in one band and the banded sums equal the whole image's.
+BAND_ROWS = 256
+
+
+def _bands(height: int, rows: int) -> list[tuple[int, int]]:
+    if rows <= 0 or rows % 16:
+        msg = f"surrogate_grad: rows must be a positive multiple of 16, got {rows}"
+        raise InvalidArgumentError(msg, argument="rows", allowed="a positive multiple of 16")
+    return [(r, min(r + rows, height)) for r in range(0, height, rows)]
+
+
+def surrogate_grad(
+    x_bar: torch.Tensor,
+    real: torch.Tensor,
+    real_bits: torch.Tensor,
+    grad_x_hat: torch.Tensor,
+    *,
+    codec: Any,
+    qp: int,
+    bits_weight: torch.Tensor | float = 1.0,
+    rate: str = "sqlog",
+    jacobian: str = "masked",
+    rows: int = BAND_ROWS,
+) -> torch.Tensor:
+    """The gradient that :func:`surrogate_step` gives ``x_bar`` for the objective
+    ``bits_weight · bits + ⟨x̂, grad_x_hat⟩`` (a task loss linearised at the real decoded
+    image ``real``), computed in bands of ``rows`` rows so that memory does not grow with the
+    autograd graph of a whole large picture: both surrogates act on 8×8 blocks (16×16 for
+    4:2:0 chroma), so the bands' gradients are the whole image's.
+
+    Args:
+        x_bar: (N, 3, H, W) codec input in [0, 1].
+        real, real_bits: the real codec's reconstruction of ``x_bar`` and its bits (N,).
+        grad_x_hat: ∂(task part of the objective)/∂x̂, same shape as ``x_bar``.
+        bits_weight: per image (N,) or one weight for the bits (e.g. 1 / pixels).
+
+    Returns:
+        ∂objective/∂x_bar, a new tensor like ``x_bar``.
+    """
+    step = codec_steps(codec, qp)
+    chroma = chroma_format(codec)
+    bands = _bands(x_bar.shape[-2], rows)
+    with torch.no_grad():
+        n_score = sum(rate_model(x_bar[..., a:b, :], step=step, kind=rate, chroma=chroma) for a, b in bands)
+        scale = real_bits.to(n_score) / n_score.clamp_min(1e-6) * torch.as_tensor(bits_weight).to(n_score)
+    out = torch.empty_like(x_bar)
+    for a, b in bands:
+        with torch.enable_grad():
+            xb = x_bar[..., a:b, :].detach().requires_grad_(True)
+            obj = (scale * rate_model(xb, step=step, kind=rate, chroma=chroma)).sum()
+            sur = distortion_surrogate(xb, real[..., a:b, :], step=step, kind=jacobian)
+            obj = obj + (sur * grad_x_hat[..., a:b, :].to(sur)).sum()
+            (g,) = torch.autograd.grad(obj, xb)
+        out[..., a:b, :] = g
+    return out

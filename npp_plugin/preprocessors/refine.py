@@ -46,9 +46,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Refined", "TaskRefine", "npp_register_preprocessors", "refine_step_size"]
 
 MAX_STEPS = 100
-#: Default largest image refined: the backward pass through the task network holds its
-#: activations, about 2 GB per megapixel for MobileNetV2 on CPU (measured peak RSS).
-MAX_PIXELS = 1 << 22
+#: The task sees at most this many pixels (larger images are area-downscaled for it, aspect
+#: kept): ImageNet classifiers look at about 224², and a backward pass through MobileNetV2 at
+#: full resolution holds about 2 GB of activations per megapixel.
+TASK_PIXELS = 1 << 18
+INNER = ("same", "fast")
 
 
 def refine_step_size(lr: float, codec: Codec, qp: int) -> float:
@@ -102,6 +104,15 @@ class TaskRefine(Preprocessor):
             ``"centernet"`` (its soft CenterNet loss against the uncompressed outputs).
         steps: Adam steps per image, 1–100 (each: one real encode and decode, one backward
             pass through the task).
+        inner: the codec setting inside the loop: ``"same"`` (the codec as given) or
+            ``"fast"`` (its ``fast=True`` where it has that option, e.g. BPG's x265
+            ultrafast; the final encode is always the codec as given).
+        select: score the last iterate too and keep the iterate with the lowest J of the
+            inner codec (the base's output included); False returns the last iterate
+            unscored, one encode and one task pass cheaper.
+        task_pixels: the task sees the decoded image area-downscaled to at most this many
+            pixels (aspect kept; default 2¹⁸), as a classifier's own resize would: the task's
+            cost and memory stop growing with the photo.
         lr: Adam's step size at QP 34 (HEVC scale), in [0, 1] pixel units, (0, 0.1]; at other
             QPs it follows the quantiser step, ×2 every 6 QP (:meth:`step_size`), since a
             change must outlive a coarser quantiser to reach the decoder.
@@ -112,12 +123,15 @@ class TaskRefine(Preprocessor):
             (another task must pass its own).
         rate, jacobian: the surrogate's rate model and distortion Jacobian.
         workers: threads for the codec's batch round trips (None: the codec's default).
-        max_pixels: refuse images with more pixels than this (default 2²², about 8 GB of
-            activations), before any memory is spent on them.
+        max_pixels: refuse images with more pixels than this before any work (default None:
+            the codec's own pixel limit).
 
     Shape:
         - batch: (N, 3, H, W) float in [0, 1] → same shape, dtype and device. The images are
-          refined independently (the loss is a sum over the batch; Adam is per element).
+          refined independently, but together: one task pass and one batched codec round
+          trip per step for the whole batch (the loss is a sum; Adam is per element). The
+          task runs on its own ``device`` (e.g. ``get_task(name, device="cuda")``), the codec
+          on CPU threads.
     """
 
     name = "npp_refine"
@@ -130,11 +144,14 @@ class TaskRefine(Preprocessor):
         task: Any = "mobilenet_v2",
         steps: int = 4,
         lr: float = 0.004,
+        inner: str = "same",
+        select: bool = True,
         lambdas: dict | float | None = None,
         rate: str = "sqlog",
         jacobian: str = "masked",
         workers: int | None = None,
-        max_pixels: int = MAX_PIXELS,
+        task_pixels: int = TASK_PIXELS,
+        max_pixels: int | None = None,
     ) -> None:
         from ..registry import get_preprocessor, get_task
         from ..surrogates import JACOBIANS, RATE_MODELS
@@ -149,7 +166,15 @@ class TaskRefine(Preprocessor):
             msg = f"preprocessor 'npp_refine': jacobian {jacobian!r} is not a Jacobian; allowed: {list(JACOBIANS)}"
             raise InvalidArgumentError(msg, argument="jacobian", allowed=list(JACOBIANS))
         self.rate, self.jacobian, self.workers = rate, jacobian, workers
-        self.max_pixels = _integer("max_pixels", max_pixels, 1, 1 << 40)
+        if inner not in INNER:
+            msg = f"preprocessor 'npp_refine': inner must be one of {list(INNER)}, got {inner!r}"
+            raise InvalidArgumentError(msg, argument="inner", allowed=list(INNER))
+        if not isinstance(select, bool):
+            msg = f"preprocessor 'npp_refine': select must be True or False, got {select!r}"
+            raise InvalidArgumentError(msg, argument="select", allowed=[True, False])
+        self.inner, self.select = inner, select
+        self.task_pixels = _integer("task_pixels", task_pixels, 32 * 32, 1 << 40)
+        self.max_pixels = None if max_pixels is None else _integer("max_pixels", max_pixels, 1, 1 << 40)
         if weights is not None:
             if base not in ("npp", "blur_tuned"):  # blur_tuned: the default, replaced by the NPP
                 msg = f"preprocessor 'npp_refine': weights= starts from that NPP; it does not go with base={base!r}"
@@ -190,61 +215,104 @@ class TaskRefine(Preprocessor):
         training photos that chose it is in ``weights/npp-refine.json``."""
         return refine_step_size(self.lr, codec, qp)
 
+    def inner_options(self, codec: Codec) -> dict[str, Any]:
+        """The per-call codec options of the loop's round trips (:attr:`inner`)."""
+        return {"fast": True} if self.inner == "fast" and "fast" in codec.params else {}
+
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         return self.refine(batch, codec=codec, qp=qp).images
 
     def refine(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> Refined:
         """The refined images with the real J (and its bits and task loss) of the base's
-        output and of the kept iterate, per image: what a teacher for distillation stores."""
+        output and of the kept iterate, per image: what a teacher for distillation stores.
+        With ``select=False`` the kept iterate is not scored: its J, bits and loss are NaN."""
         import torch
 
-        from ..surrogates import surrogate_step
+        from ..surrogates import surrogate_grad
 
         h, w = batch.shape[-2:]
-        if h * w > self.max_pixels:
+        if self.max_pixels is not None and h * w > self.max_pixels:
             msg = (f"preprocessor 'npp_refine': a {w}×{h} image has {w * h} pixels, more than "
-                   f"max_pixels={self.max_pixels} (the task's backward pass needs about 2 GB per "
-                   "megapixel); crop or downscale it, or raise max_pixels")
+                   f"max_pixels={self.max_pixels}; crop or downscale it, or raise max_pixels")
             raise InvalidArgumentError(msg, argument="max_pixels", allowed=f"images of at most {self.max_pixels} pixels")
-        lam = self.lam(codec, qp)
-        with torch.inference_mode(False), torch.enable_grad():
+        codec.validate_size(width=w, height=h)
+        lam, lr, opts = self.lam(codec, qp), self.step_size(codec, qp), self.inner_options(codec)
+        device = getattr(self.task, "device", "cpu")
+        with torch.inference_mode(False), torch.no_grad():
             # on the task network's device (the codec reads CPU tensors either way)
-            x = batch.detach().to(device=getattr(self.task, "device", "cpu"), dtype=torch.float32).clone()
-            start = (x if self.base is None else self.base(x, codec=codec, qp=qp)).detach().clone()
-            with torch.no_grad():
-                ref = self.task.reference(x)
-            npx = x.shape[-1] * x.shape[-2]
-            delta = torch.zeros_like(start, requires_grad=True)
-            opt = torch.optim.Adam([delta], lr=self.step_size(codec, qp))
-            best = start.clone()
-            first: tuple[torch.Tensor, torch.Tensor] | None = None
-            for it in range(self.steps + 1):
-                y = (start + delta).clamp(0, 1)
-                with torch.set_grad_enabled(it < self.steps):  # the last iterate is only scored
-                    st = surrogate_step(y, codec=codec, qp=qp, rate=self.rate, jacobian=self.jacobian,
-                                        workers=self.workers)
-                    loss = self.task.loss(st.x_hat, ref, reduction="none")
-                    j = st.bits / npx + lam * loss
-                # the forward values are the real codec's: these are the real J, bpp and loss
-                real = torch.stack([j.detach(), st.bits.detach() / npx, loss.detach()])
+            x = batch.detach().to(device=device, dtype=torch.float32)
+            ref = self.task.reference(self._task_view(x))
+            # Adam on z = the base's output + the change (Adam does not see the offset)
+            z = (x if self.base is None else self.base(x, codec=codec, qp=qp)).clone()
+            del x
+            npx = z.shape[-1] * z.shape[-2]
+            best = z.clone() if self.select else None
+            m = v = None
+            first = best_real = None
+            for it in range(self.steps + self.select):
+                y = z.clamp(0, 1)
+                real, bits = codec.roundtrip(y, qp=qp, workers=self.workers, **opts)
+                last = it == self.steps
+                with torch.enable_grad():
+                    x_hat = real.requires_grad_(not last)
+                    loss = self.task.loss(self._task_view(x_hat), ref, reduction="none")
+                bpp = bits.to(loss) / npx
+                # the real codec's values: these are the real J, bpp and loss of y
+                real_j = torch.stack([bpp + lam * loss.detach(), bpp, loss.detach()])
                 if first is None:
-                    first, best_real = real.clone(), real.clone()
-                else:
-                    better = real[0] < best_real[0]
-                    best[better], best_real[:, better] = y.detach()[better], real[:, better]
-                if it == self.steps:
+                    first, best_real = real_j.clone(), real_j.clone()
+                elif self.select:
+                    better = real_j[0] < best_real[0]
+                    best[better], best_real[:, better] = y[better], real_j[:, better]
+                if last:
                     break
-                opt.zero_grad(set_to_none=True)
-                j.sum().backward()
-                opt.step()
+                with torch.enable_grad():
+                    (g_hat,) = torch.autograd.grad(lam * loss.sum(), x_hat)
+                del loss
+                g = surrogate_grad(y, real.detach(), bits, g_hat, codec=codec, qp=qp, bits_weight=1.0 / npx,
+                                   rate=self.rate, jacobian=self.jacobian)
+                del g_hat, real, y
+                g.mul_((z >= 0) & (z <= 1))  # the clamp passes the gradient inside [0, 1] only
+                m, v = _adam(z, g, m, v, step=it + 1, lr=lr)
+                del g
+            if not self.select:
+                best = z.clamp_(0, 1)
+                best_real = torch.full_like(first, float("nan"))
         f, b = first.double().cpu(), best_real.double().cpu()
         return Refined(best.to(device=batch.device, dtype=batch.dtype), lam, f[0], b[0], f[1], b[1], f[2], b[2])
+
+    def _task_view(self, x: torch.Tensor) -> torch.Tensor:
+        """What the task sees of ``x``: ``x``, or area-downscaled to ``task_pixels`` pixels."""
+        import torch.nn.functional as F
+
+        h, w = x.shape[-2:]
+        if h * w <= self.task_pixels:
+            return x
+        s = math.sqrt(self.task_pixels / (h * w))
+        return F.interpolate(x, size=(max(1, int(h * s)), max(1, int(w * s))), mode="area")
 
     def get_config(self) -> dict[str, Any]:
         return {"preprocessor": self.name, "base": None if self.base is None else self.base.get_config(),
                 "task": self.task.name, "steps": self.steps, "lr": self.lr,
                 "lambdas": {str(k): v for k, v in self.lambdas.items()}, "rate": self.rate,
-                "jacobian": self.jacobian, "max_pixels": self.max_pixels}
+                "jacobian": self.jacobian, "inner": self.inner, "select": self.select,
+                "task_pixels": self.task_pixels, "max_pixels": self.max_pixels}
+
+
+def _adam(z: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None, v: torch.Tensor | None, *,
+          step: int, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    """One Adam step on ``z`` in place (torch.optim.Adam's arithmetic, without its
+    per-parameter copies: at 12 MP each full-size float tensor is 144 MB)."""
+    import torch
+
+    b1, b2 = betas
+    if m is None:
+        m, v = torch.zeros_like(z), torch.zeros_like(z)
+    m.mul_(b1).add_(g, alpha=1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = (v.sqrt() / math.sqrt(1 - b2**step)).add_(eps)
+    z.addcdiv_(m, denom, value=-lr / (1 - b1**step))
+    return m, v
 
 
 @hookimpl
