@@ -44,7 +44,7 @@ from .errors import InvalidArgumentError
 from .ste import CodecStep, straight_through
 
 __all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "codec_steps", "dct_planes", "rate_model", "surrogate_grad",
-           "surrogate_step"]
+           "surrogate_grad_bands", "surrogate_step"]
 
 RATE_MODELS = ("log", "sqlog", "sigcount")
 JACOBIANS = ("identity", "soft", "masked")
@@ -204,7 +204,7 @@ def surrogate_step(
 
 #: Rows per band in :func:`surrogate_grad`: a multiple of 16, so that every 8×8 block of luma
 #: and of 4:2:0 chroma lies in one band and the banded sums equal the whole image's.
-BAND_ROWS = 256
+BAND_ROWS = 64
 
 
 def _bands(height: int, rows: int) -> list[tuple[int, int]]:
@@ -235,26 +235,52 @@ def surrogate_grad(
 
     Args:
         x_bar: (N, 3, H, W) codec input in [0, 1].
-        real, real_bits: the real codec's reconstruction of ``x_bar`` and its bits (N,).
-        grad_x_hat: ∂(task part of the objective)/∂x̂, same shape as ``x_bar``.
+        real, real_bits: the real codec's reconstruction of ``x_bar`` (float in [0, 1], or
+            uint8) and its bits (N,).
+        grad_x_hat: ∂(task part of the objective)/∂x̂, same shape as ``x_bar``, or a function
+            of ``(first row, end row)`` that returns those rows of it (so that it need not be
+            held whole).
         bits_weight: per image (N,) or one weight for the bits (e.g. 1 / pixels).
 
     Returns:
-        ∂objective/∂x_bar, a new tensor like ``x_bar``.
+        ∂objective/∂x_bar, a new tensor like ``x_bar``; :func:`surrogate_grad_bands` yields
+        it band by band instead.
     """
+    out = torch.empty_like(x_bar)
+    for a, b, g in surrogate_grad_bands(x_bar, real, real_bits, grad_x_hat, codec=codec, qp=qp,
+                                        bits_weight=bits_weight, rate=rate, jacobian=jacobian, rows=rows):
+        out[..., a:b, :] = g
+    return out
+
+
+def surrogate_grad_bands(
+    x_bar: torch.Tensor,
+    real: torch.Tensor,
+    real_bits: torch.Tensor,
+    grad_x_hat: torch.Tensor,
+    *,
+    codec: Any,
+    qp: int,
+    bits_weight: torch.Tensor | float = 1.0,
+    rate: str = "sqlog",
+    jacobian: str = "masked",
+    rows: int = BAND_ROWS,
+):
+    """:func:`surrogate_grad` as ``(first row, end row, gradient of those rows)`` per band."""
     step = codec_steps(codec, qp)
     chroma = chroma_format(codec)
     bands = _bands(x_bar.shape[-2], rows)
     with torch.no_grad():
         n_score = sum(rate_model(x_bar[..., a:b, :], step=step, kind=rate, chroma=chroma) for a, b in bands)
         scale = real_bits.to(n_score) / n_score.clamp_min(1e-6) * torch.as_tensor(bits_weight).to(n_score)
-    out = torch.empty_like(x_bar)
     for a, b in bands:
+        rb = real[..., a:b, :]
+        rb = rb.to(x_bar.dtype) / 255.0 if rb.dtype == torch.uint8 else rb
         with torch.enable_grad():
             xb = x_bar[..., a:b, :].detach().requires_grad_(True)
             obj = (scale * rate_model(xb, step=step, kind=rate, chroma=chroma)).sum()
-            sur = distortion_surrogate(xb, real[..., a:b, :], step=step, kind=jacobian)
-            obj = obj + (sur * grad_x_hat[..., a:b, :].to(sur)).sum()
+            sur = distortion_surrogate(xb, rb, step=step, kind=jacobian)
+            gb = grad_x_hat(a, b) if callable(grad_x_hat) else grad_x_hat[..., a:b, :]
+            obj = obj + (sur * gb.to(sur)).sum()
             (g,) = torch.autograd.grad(obj, xb)
-        out[..., a:b, :] = g
-    return out
+        yield a, b, g

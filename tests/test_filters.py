@@ -128,3 +128,16 @@ def test_apply_uint8_roundtrip_shape():
     img = (np.random.default_rng(0).random((1, 17, 23, 3)) * 255).astype(np.uint8)
     out = GuidedFilter().apply_uint8(img, codec=CODEC, qp=30)
     assert out.shape == img.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("sigma", [0.7, 3.0, 20.0])
+def test_large_images_blur_in_bands_to_the_same_result(monkeypatch, sigma):
+    # bands of rows with a halo bound the memory of 12 MP photos; the result must not change
+    from npp_plugin.preprocessors import filters
+
+    x = torch.rand(2, 3, 700, 300, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(filters, "BAND_PIXELS", 1 << 40)
+    whole = filters.gaussian_blur(x, sigma)
+    monkeypatch.setattr(filters, "BAND_PIXELS", 1000)
+    monkeypatch.setattr(filters, "BAND_ROWS", 128)
+    assert torch.equal(filters.gaussian_blur(x, sigma), whole)

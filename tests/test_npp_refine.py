@@ -99,7 +99,8 @@ def test_lambda_follows_the_shipped_table_by_normalised_qp():
     ({"steps": 0}, "steps"), ({"steps": 101}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"),
     ({"lr": 0.5}, "lr"), ({"lr": float("nan")}, "lr"), ({"rate": "bits"}, "rate"), ({"jacobian": "exact"}, "jacobian"),
     ({"max_pixels": 0}, "max_pixels"), ({"lambdas": {34: -1.0}}, "lambdas"), ({"lambdas": {"x": 1}}, "lambdas"), ({"lambdas": {}}, "lambdas"),
-    ({"lambdas": "/nonexistent/lambdas.json"}, "lambdas"),
+    ({"lambdas": "/nonexistent/lambdas.json"}, "lambdas"), ({"inner": "slow"}, "inner"), ({"select": "yes"}, "select"),
+    ({"task_pixels": 10}, "task_pixels"),
 ])
 def test_bad_options_are_refused_with_the_argument_named(kw, argument):
     with pytest.raises(InvalidArgumentError) as e:
@@ -178,3 +179,45 @@ def test_shipped_recipe_matches_the_defaults_and_was_tuned_without_the_held_out_
         assert min(rows)[1] == pytest.approx(TaskRefine(base=None).step_size(codec, qp), rel=0.15), qp
     measured = {(r["task"], r["anchor"]) for r in doc["held_out"]["bd_rates"] if r["metric"] == "kl"}
     assert {("mobilenet_v2", "bpg/blur_tuned"), ("efficientnet_lite0", "bpg/plain")} <= measured
+
+
+def test_fast_inner_codec_and_no_selection(task, crops):
+    """inner="fast" runs the loop's round trips at BPG's fast setting (JPEG has none); with
+    select=False the last iterate is returned unscored, one step from the base."""
+    bpg, jpeg = npp_plugin.get_codec("bpg"), npp_plugin.get_codec("jpeg")
+    p = TaskRefine(base="blur_tuned", task=task, steps=1, inner="fast", select=False)
+    assert p.inner_options(bpg) == {"fast": True} and p.inner_options(jpeg) == {}
+    r = p.refine(crops.x, codec=bpg, qp=34)
+    start = p.base(crops.x, codec=bpg, qp=34)
+    assert torch.isnan(r.j).all() and torch.isfinite(r.j_base).all()
+    # j_base is the fast codec's J of the base's output, as the loop saw it
+    fast = npp_plugin.get_codec("bpg", fast=True)
+    np.testing.assert_allclose(r.j_base.numpy(), _real_j(fast, task, start, crops.ref, 34, r.lam), rtol=1e-5)
+    # one Adam step from the base: every pixel moves by at most the step size (or to a bound)
+    step = p.step_size(bpg, 34)
+    d = (r.images - start).abs()
+    assert 0 < float(d.mean()) and float(d.max()) <= step * (1 + 1e-4)
+    selected = TaskRefine(base="blur_tuned", task=task, steps=2, inner="fast").refine(crops.x, codec=bpg, qp=34)
+    assert torch.all(selected.j <= selected.j_base)
+
+
+def test_large_images_are_shown_to_the_task_at_its_input_size(task):
+    """A photo larger than the task's input is seen as k×k block means (k = 3 here): J uses
+    that view, the output keeps the photo's size, and the task's gradient reaches every
+    block it saw."""
+    assert task.input_pixels == 224 * 224
+    from npp_plugin.tasks.centernet import CenterNet
+
+    assert CenterNet.input_pixels == 512 * 512
+    rng = np.random.default_rng(0)
+    img = np.kron(rng.random((3, 30, 40)), np.ones((1, 23, 23)))  # blocks of 23 px, 690 × 920
+    x = torch.from_numpy(img).float()[None]
+    p = TaskRefine(base=None, task=task, steps=1, select=False, task_pixels=200 * 200)
+    assert p._task_view(x).shape[-2:] == (230, 306)  # k = 3
+    codec = npp_plugin.get_codec("bpg", fast=True)
+    r = p.refine(x, codec=codec, qp=37)
+    assert r.images.shape == x.shape
+    rec, bits = codec.roundtrip(x, qp=37)
+    view = torch.nn.functional.avg_pool2d
+    want = bits.double() / (690 * 920) + r.lam * task.loss(view(rec, 3), task.reference(view(x, 3)), reduction="none").double()
+    np.testing.assert_allclose(r.j_base.numpy(), want.numpy(), rtol=1e-5)

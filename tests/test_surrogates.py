@@ -153,3 +153,26 @@ def test_check_prefers_the_squared_log_to_the_log_model():
     assert abs(sq["blur0.5"]["rate_ratio"] - 1) < RATE_TOLERANCE
     assert sq["blur0.5"]["rate_corr"] > 0.8 and sq["unsharp"]["rate_corr"] > 0.8
     assert sq["blur0.5"]["real_dbits_rel"] < -0.1 < 0.1 < sq["unsharp"]["real_dbits_rel"]
+
+
+@pytest.mark.parametrize("rows", [16, 48, 64])
+def test_banded_gradient_equals_the_whole_pictures(rows):
+    """surrogate_grad (bands of rows, bounded memory) gives x̄ the gradient surrogate_step's
+    autograd gives it, for bits and a linear task term; also with the decoded image as uint8."""
+    import npp_plugin
+    from npp_plugin.surrogates import surrogate_grad, surrogate_step
+
+    codec = npp_plugin.get_codec("bpg", fast=True)
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 74, 53, generator=g), 3, 1, 1).requires_grad_(True)
+    st = surrogate_step(x, codec=codec, qp=34)
+    w = torch.randn(x.shape, generator=g)
+    (whole,) = torch.autograd.grad((st.bits / 1000.0).sum() + (st.x_hat * w).sum(), x)
+    banded = surrogate_grad(x.detach(), st.real_x_hat, st.real_bits, w, codec=codec, qp=34, bits_weight=1e-3, rows=rows)
+    torch.testing.assert_close(banded, whole, rtol=0, atol=1e-5)
+    u8 = (st.real_x_hat * 255).round().to(torch.uint8)
+    by_rows = surrogate_grad(x.detach(), u8, st.real_bits, lambda a, b: w[..., a:b, :], codec=codec, qp=34,
+                             bits_weight=1e-3, rows=rows)
+    torch.testing.assert_close(by_rows, whole, rtol=0, atol=1e-5)
+    with pytest.raises(InvalidArgumentError, match="multiple of 16"):
+        surrogate_grad(x.detach(), u8, st.real_bits, w, codec=codec, qp=34, rows=24)

@@ -70,16 +70,40 @@ def _gaussian_kernel(sigma: float, dtype, device) -> torch.Tensor:
     return k / k.sum()
 
 
+#: Above this many pixels per image a blur runs in bands of rows: torch's depthwise conv2d on
+#: CPU unfolds its input, (2r + 1) copies of it (1.6 GB more peak memory for 12 MP at σ 0.7).
+BAND_PIXELS = 1 << 21
+BAND_ROWS = 256
+
+
 def gaussian_blur(batch: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) with radius ⌈3σ⌉ and reflect padding."""
+    """Separable Gaussian blur of (N, C, H, W) with radius ⌈3σ⌉ and reflect padding; large
+    images in bands of rows with an r-row halo (the same result, bounded memory)."""
+    import torch
     import torch.nn.functional as F
 
     k = _gaussian_kernel(sigma, batch.dtype, batch.device)
     r = (k.numel() - 1) // 2
     c = batch.shape[1]
-    x = _pad(batch, r)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    h, w = batch.shape[-2:]
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(_pad(x, r), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    if h * w <= BAND_PIXELS or r >= min(h, w):
+        return blur(batch)
+    grad = torch.is_grad_enabled() and batch.requires_grad
+    out = [] if grad else torch.empty_like(batch)  # without autograd, no second copy for a cat
+    for a in range(0, h, BAND_ROWS):
+        b = min(a + BAND_ROWS, h)
+        lo, hi = max(0, a - r), min(h, b + r)  # the halo; at the picture's edges its reflection
+        band = blur(batch[..., lo:hi, :])[..., a - lo : b - lo, :]
+        if grad:
+            out.append(band)
+        else:
+            out[..., a:b, :] = band
+    return torch.cat(out, dim=-2) if grad else out
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:

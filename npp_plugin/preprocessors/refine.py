@@ -46,10 +46,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Refined", "TaskRefine", "npp_register_preprocessors", "refine_step_size"]
 
 MAX_STEPS = 100
-#: The task sees at most this many pixels (larger images are area-downscaled for it, aspect
-#: kept): ImageNet classifiers look at about 224², and a backward pass through MobileNetV2 at
-#: full resolution holds about 2 GB of activations per megapixel.
-TASK_PIXELS = 1 << 18
+#: The most pixels a task that does not say its input size (``Task.input_pixels``) is shown
+#: (larger images are area-downscaled for it, aspect kept): a backward pass through
+#: MobileNetV2 at full resolution holds about 2 GB of activations per megapixel.
+TASK_PIXELS = 1 << 20
 INNER = ("same", "fast")
 
 
@@ -110,9 +110,10 @@ class TaskRefine(Preprocessor):
         select: score the last iterate too and keep the iterate with the lowest J of the
             inner codec (the base's output included); False returns the last iterate
             unscored, one encode and one task pass cheaper.
-        task_pixels: the task sees the decoded image area-downscaled to at most this many
-            pixels (aspect kept; default 2¹⁸), as a classifier's own resize would: the task's
-            cost and memory stop growing with the photo.
+        task_pixels: the task sees larger images area-downscaled to this many pixels (aspect
+            kept), as its own input transform would: its cost and memory stop growing with
+            the photo. None: the task's ``input_pixels`` (224² for the ImageNet classifiers,
+            512² for ``centernet``), else 2²⁰.
         lr: Adam's step size at QP 34 (HEVC scale), in [0, 1] pixel units, (0, 0.1]; at other
             QPs it follows the quantiser step, ×2 every 6 QP (:meth:`step_size`), since a
             change must outlive a coarser quantiser to reach the decoder.
@@ -150,7 +151,7 @@ class TaskRefine(Preprocessor):
         rate: str = "sqlog",
         jacobian: str = "masked",
         workers: int | None = None,
-        task_pixels: int = TASK_PIXELS,
+        task_pixels: int | None = None,
         max_pixels: int | None = None,
     ) -> None:
         from ..registry import get_preprocessor, get_task
@@ -173,7 +174,6 @@ class TaskRefine(Preprocessor):
             msg = f"preprocessor 'npp_refine': select must be True or False, got {select!r}"
             raise InvalidArgumentError(msg, argument="select", allowed=[True, False])
         self.inner, self.select = inner, select
-        self.task_pixels = _integer("task_pixels", task_pixels, 32 * 32, 1 << 40)
         self.max_pixels = None if max_pixels is None else _integer("max_pixels", max_pixels, 1, 1 << 40)
         if weights is not None:
             if base not in ("npp", "blur_tuned"):  # blur_tuned: the default, replaced by the NPP
@@ -182,6 +182,9 @@ class TaskRefine(Preprocessor):
             base = get_preprocessor("npp", weights=str(weights))
         self.base = None if base is None else resolve_preprocessor(base)
         self.task = require_trainable(get_task(task) if isinstance(task, str) else task, who="preprocessor 'npp_refine'")
+        if task_pixels is None:
+            task_pixels = getattr(self.task, "input_pixels", None) or TASK_PIXELS
+        self.task_pixels = _integer("task_pixels", task_pixels, 32 * 32, 1 << 40)
         table = get_preprocessor("blur_tuned")  # the shipped table, read once per process
         if lambdas is None:
             if table.tuned_for["task"] != self.task.name:
@@ -228,7 +231,7 @@ class TaskRefine(Preprocessor):
         With ``select=False`` the kept iterate is not scored: its J, bits and loss are NaN."""
         import torch
 
-        from ..surrogates import surrogate_grad
+        from ..surrogates import surrogate_grad_bands
 
         h, w = batch.shape[-2:]
         if self.max_pixels is not None and h * w > self.max_pixels:
@@ -242,54 +245,76 @@ class TaskRefine(Preprocessor):
             # on the task network's device (the codec reads CPU tensors either way)
             x = batch.detach().to(device=device, dtype=torch.float32)
             ref = self.task.reference(self._task_view(x))
-            # Adam on z = the base's output + the change (Adam does not see the offset)
-            z = (x if self.base is None else self.base(x, codec=codec, qp=qp)).clone()
+            # projected Adam on z, from the base's output, kept in [0, 1]: z is the codec input
+            z = x.clamp(0, 1) if self.base is None else self.base(x, codec=codec, qp=qp)
+            z = z if z is not x else z.clone()  # never write into the caller's batch
+            z.clamp_(0, 1)
             del x
             npx = z.shape[-1] * z.shape[-2]
             best = z.clone() if self.select else None
-            m = v = None
+            adam = _Adam(z, lr, keep_state=self.steps > 1)
             first = best_real = None
             for it in range(self.steps + self.select):
-                y = z.clamp(0, 1)
-                real, bits = codec.roundtrip(y, qp=qp, workers=self.workers, **opts)
+                real, bits = codec.roundtrip(z, qp=qp, workers=self.workers, **opts)
                 last = it == self.steps
                 with torch.enable_grad():
-                    x_hat = real.requires_grad_(not last)
-                    loss = self.task.loss(self._task_view(x_hat), ref, reduction="none")
+                    # the task's view of the decoded image: a leaf, so its gradient is small
+                    seen = self._task_view(real).detach().requires_grad_(not last)
+                    loss = self.task.loss(seen, ref, reduction="none")
                 bpp = bits.to(loss) / npx
-                # the real codec's values: these are the real J, bpp and loss of y
+                # the real codec's values: these are the real J, bpp and loss of z
                 real_j = torch.stack([bpp + lam * loss.detach(), bpp, loss.detach()])
                 if first is None:
                     first, best_real = real_j.clone(), real_j.clone()
                 elif self.select:
                     better = real_j[0] < best_real[0]
-                    best[better], best_real[:, better] = y[better], real_j[:, better]
+                    best[better], best_real[:, better] = z[better], real_j[:, better]
                 if last:
                     break
                 with torch.enable_grad():
-                    (g_hat,) = torch.autograd.grad(lam * loss.sum(), x_hat)
-                del loss
-                g = surrogate_grad(y, real.detach(), bits, g_hat, codec=codec, qp=qp, bits_weight=1.0 / npx,
-                                   rate=self.rate, jacobian=self.jacobian)
-                del g_hat, real, y
-                g.mul_((z >= 0) & (z <= 1))  # the clamp passes the gradient inside [0, 1] only
-                m, v = _adam(z, g, m, v, step=it + 1, lr=lr)
-                del g
+                    (g_seen,) = torch.autograd.grad(lam * loss.sum(), seen)
+                del loss, seen
+                real = real.mul_(255).round_().to(torch.uint8)  # decoded 8-bit: exact, ¼ the memory
+                adam.begin()
+                for a, b, g in surrogate_grad_bands(z, real, bits, self._view_grad(g_seen, z.shape), codec=codec, qp=qp,
+                                                    bits_weight=1.0 / npx, rate=self.rate, jacobian=self.jacobian):
+                    adam.update(a, b, g)  # band by band: no full-size gradient is held
+                del g_seen, real
             if not self.select:
-                best = z.clamp_(0, 1)
-                best_real = torch.full_like(first, float("nan"))
+                best, best_real = z, torch.full_like(first, float("nan"))
         f, b = first.double().cpu(), best_real.double().cpu()
         return Refined(best.to(device=batch.device, dtype=batch.dtype), lam, f[0], b[0], f[1], b[1], f[2], b[2])
 
+    def _view_factor(self, h: int, w: int) -> int:
+        return max(1, math.floor(math.sqrt(h * w / self.task_pixels)))
+
     def _task_view(self, x: torch.Tensor) -> torch.Tensor:
-        """What the task sees of ``x``: ``x``, or area-downscaled to ``task_pixels`` pixels."""
+        """What the task sees of ``x``: ``x``, or means over k×k blocks (k the largest
+        integer with at least ``task_pixels`` of them; the last h mod k rows and w mod k
+        columns are not seen)."""
         import torch.nn.functional as F
 
-        h, w = x.shape[-2:]
-        if h * w <= self.task_pixels:
-            return x
-        s = math.sqrt(self.task_pixels / (h * w))
-        return F.interpolate(x, size=(max(1, int(h * s)), max(1, int(w * s))), mode="area")
+        k = self._view_factor(*x.shape[-2:])
+        return x if k == 1 else F.avg_pool2d(x, k)
+
+    def _view_grad(self, g_seen: torch.Tensor, shape: torch.Size):
+        """The gradient at full size of what the task saw: ``g_seen`` itself, or rows of it
+        spread back over each k×k block (a function of the rows, so it is never held whole)."""
+        import torch
+
+        h, w = shape[-2:]
+        k = self._view_factor(h, w)
+        if k == 1:
+            return g_seen
+        hk, wk = g_seen.shape[-2:]
+
+        def rows(a: int, b: int) -> torch.Tensor:
+            r = torch.arange(a, b, device=g_seen.device) // k
+            out = g_seen[..., r.clamp(max=hk - 1), :].repeat_interleave(k, dim=-1) / (k * k)
+            out = out * (r < hk).to(out).view(-1, 1)  # rows below the last block: unseen
+            return torch.nn.functional.pad(out, (0, w - wk * k))  # so are the last columns
+
+        return rows
 
     def get_config(self) -> dict[str, Any]:
         return {"preprocessor": self.name, "base": None if self.base is None else self.base.get_config(),
@@ -299,20 +324,39 @@ class TaskRefine(Preprocessor):
                 "task_pixels": self.task_pixels, "max_pixels": self.max_pixels}
 
 
-def _adam(z: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None, v: torch.Tensor | None, *,
-          step: int, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-    """One Adam step on ``z`` in place (torch.optim.Adam's arithmetic, without its
-    per-parameter copies: at 12 MP each full-size float tensor is 144 MB)."""
-    import torch
+class _Adam:
+    """Projected Adam on ``z`` in place, rows ``a:b`` at a time (torch.optim.Adam's
+    arithmetic; ``z`` is then clamped to [0, 1]). In place and by bands because at 12 MP
+    each full-size float tensor is 144 MB; without ``keep_state`` (one step) the first
+    step, ``lr · g / (|g| + eps)``, needs no moment buffers."""
 
-    b1, b2 = betas
-    if m is None:
-        m, v = torch.zeros_like(z), torch.zeros_like(z)
-    m.mul_(b1).add_(g, alpha=1 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    denom = (v.sqrt() / math.sqrt(1 - b2**step)).add_(eps)
-    z.addcdiv_(m, denom, value=-lr / (1 - b1**step))
-    return m, v
+    def __init__(self, z: torch.Tensor, lr: float, *, keep_state: bool = True,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.z, self.lr, self.keep_state, self.betas, self.eps = z, lr, keep_state, betas, eps
+        self.m = self.v = None
+        self.t = 0
+
+    def begin(self) -> None:
+        """Start a step (every row must then be updated once)."""
+        import torch
+
+        if self.m is None and self.keep_state:
+            self.m, self.v = torch.zeros_like(self.z), torch.zeros_like(self.z)
+        self.t += 1
+
+    def update(self, a: int, b: int, g: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        z = self.z[..., a:b, :]
+        if self.m is None:  # first step, nothing kept: m̂ = g, v̂ = g²
+            if self.t != 1:
+                raise RuntimeError("_Adam without keep_state takes one step")
+            z.addcdiv_(g, g.abs().add_(self.eps), value=-self.lr).clamp_(0, 1)
+            return
+        m, v = self.m[..., a:b, :], self.v[..., a:b, :]
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / math.sqrt(1 - b2**self.t)).add_(self.eps)
+        z.addcdiv_(m, denom, value=-self.lr / (1 - b1**self.t)).clamp_(0, 1)
 
 
 @hookimpl

@@ -52,6 +52,9 @@ class Task(ABC):
     kind: ClassVar[str] = ""
     #: False for evaluation-only tasks: no differentiable ``loss``, refused by ``npp train``.
     trainable: ClassVar[bool] = True
+    #: About how many pixels the network looks at (its input transform's output), or None
+    #: (any size): ``npp_refine`` shows it larger images area-downscaled to this many pixels.
+    input_pixels: ClassVar[int | None] = None
 
     @abstractmethod
     def reference(self, batch: torch.Tensor) -> Any:

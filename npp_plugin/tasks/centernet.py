@@ -190,6 +190,7 @@ class CenterNet(Detector):
     """
 
     name = "centernet"
+    input_pixels = SIZE * SIZE
 
     def __init__(self, *, score_thresh: float = 0.3, min_score: float = 0.01, model_dir: str | None = None,
                  device: str = "cpu") -> None:

@@ -101,6 +101,11 @@ class ImageClassifier(Task):
         self._mean = torch.tensor(mean).view(1, 3, 1, 1)
         self._std = torch.tensor(std).view(1, 3, 1, 1)
 
+    @property
+    def input_pixels(self) -> int:  # type: ignore[override]
+        """``size``² when set, else 224²: what these ImageNet networks were trained on."""
+        return (self.size or 224) ** 2
+
     def modules(self) -> list[Any]:
         return [self.net]
 
@@ -219,6 +224,8 @@ class ClassifierEnsemble(Task):
         self.tasks = list(tasks)
         self.name = "+".join(t.name for t in self.tasks)  # type: ignore[misc]
         self.device = getattr(self.tasks[0], "device", "cpu")
+        sizes = [t.input_pixels for t in self.tasks]
+        self.input_pixels = None if None in sizes else max(sizes)  # type: ignore[misc]
 
     def modules(self) -> list[Any]:
         return [m for t in self.tasks for m in t.modules()]
