@@ -227,3 +227,25 @@ def test_fcos_from_a_user_weights_file(tmp_path):
     assert not task.net.training and not task.net.backbone.training
     assert task.score(x.detach(), target).shape == (2,)
     assert task.loss(x.detach(), target, reduction="none").shape == (2,)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+def test_fused_copy_gives_the_same_logits_and_gradients(name):
+    """fused(): batch norms folded into convolutions, channels-last (npp_refine's runner):
+    the same outputs and input gradients up to float rounding; the original keeps its modules."""
+    task = get_task(name)
+    fast = task.fused()
+    assert fast is not task and fast.name == task.name and hasattr(task.net, "features" if name == "mobilenet_v2" else "_blocks")
+    if name == "mobilenet_v2":  # every batch norm follows a plain Conv2d there
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.net.modules())
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fast.logits(x), task.logits(x), rtol=1e-4, atol=1e-4)
+    ref = task.reference(x.flip(-1))
+    grads = []
+    for t in (task, fast):
+        xx = x.clone().requires_grad_(True)
+        t.loss(xx, ref).backward()
+        grads.append(xx.grad)
+    # ReLU6 kinks flip for a few inputs within rounding: compare the gradients as wholes
+    assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 1e-2
+    assert all(not p.requires_grad for p in fast.net.parameters())

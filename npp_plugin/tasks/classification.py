@@ -100,6 +100,7 @@ class ImageClassifier(Task):
         self.weights = weights
         self._mean = torch.tensor(mean).view(1, 3, 1, 1)
         self._std = torch.tensor(std).view(1, 3, 1, 1)
+        self._channels_last = False
 
     @property
     def input_pixels(self) -> int:  # type: ignore[override]
@@ -120,7 +121,27 @@ class ImageClassifier(Task):
         x = batch
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.net(self.normalize(x))
+        x = self.normalize(x)
+        return self.net(x.contiguous(memory_format=torch.channels_last) if self._channels_last else x)
+
+    def fused(self) -> ImageClassifier:
+        """A copy whose network has each batch norm folded into its convolution and runs
+        channels-last: the same logits up to float rounding (about 1e-5), forward and
+        backward a quarter to a third faster on CPU. For loops that only need logits and
+        their gradients (``npp_refine``); its ``net`` is a traced graph, without the
+        original's submodules. Returns ``self`` where the network cannot be traced."""
+        from torch.fx.experimental.optimization import fuse
+
+        with torch.inference_mode(False):  # its tensors must serve autograd later
+            try:
+                net = fuse(self.net).to(memory_format=torch.channels_last)
+            except Exception:  # an untraceable network: run it as it is
+                return self
+            out = ImageClassifier(net, name=self.name, mean=tuple(self._mean.flatten().tolist()),
+                                  std=tuple(self._std.flatten().tolist()), size=self.size, device=self.device,
+                                  weights=self.weights)
+        out._channels_last = True
+        return out
 
     def reference(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -229,6 +250,10 @@ class ClassifierEnsemble(Task):
 
     def modules(self) -> list[Any]:
         return [m for t in self.tasks for m in t.modules()]
+
+    def fused(self) -> ClassifierEnsemble:
+        """The ensemble of its members' :meth:`ImageClassifier.fused` copies."""
+        return ClassifierEnsemble([t.fused() if callable(getattr(t, "fused", None)) else t for t in self.tasks])
 
     def reference(self, batch: torch.Tensor) -> list[torch.Tensor]:
         return [t.reference(batch) for t in self.tasks]
