@@ -99,7 +99,7 @@ def test_lambda_follows_the_shipped_table_by_normalised_qp():
     ({"steps": 0}, "steps"), ({"steps": 101}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"),
     ({"lr": 0.5}, "lr"), ({"lr": float("nan")}, "lr"), ({"rate": "bits"}, "rate"), ({"jacobian": "exact"}, "jacobian"),
     ({"max_pixels": 0}, "max_pixels"), ({"lambdas": {34: -1.0}}, "lambdas"), ({"lambdas": {"x": 1}}, "lambdas"), ({"lambdas": {}}, "lambdas"),
-    ({"lambdas": "/nonexistent/lambdas.json"}, "lambdas"), ({"inner": "slow"}, "inner"), ({"select": "yes"}, "select"),
+    ({"lambdas": "/nonexistent/lambdas.json"}, "lambdas"), ({"inner": "slow"}, "inner"), ({"inner": "level="}, "inner"), ({"inner": 3}, "inner"), ({"select": "yes"}, "select"),
     ({"task_pixels": 10}, "task_pixels"),
 ])
 def test_bad_options_are_refused_with_the_argument_named(kw, argument):
@@ -187,6 +187,10 @@ def test_fast_inner_codec_and_no_selection(task, crops):
     bpg, jpeg = npp_plugin.get_codec("bpg"), npp_plugin.get_codec("jpeg")
     p = TaskRefine(base="blur_tuned", task=task, steps=1, inner="fast", select=False)
     assert p.inner_options(bpg) == {"fast": True} and p.inner_options(jpeg) == {}
+    assert TaskRefine(base=None, inner="level=1").inner_options(bpg) == {"level": 1}
+    assert TaskRefine(base=None, inner="level=1").inner_options(jpeg) == {}  # no such option: as given
+    with pytest.raises(InvalidArgumentError, match="level"):  # the codec checks the value
+        TaskRefine(base=None, steps=1, inner="level=12")(torch.rand(1, 3, 32, 32), codec=bpg, qp=34)
     r = p.refine(crops.x, codec=bpg, qp=34)
     start = p.base(crops.x, codec=bpg, qp=34)
     assert torch.isnan(r.j).all() and torch.isfinite(r.j_base).all()

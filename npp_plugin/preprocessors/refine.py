@@ -50,7 +50,7 @@ MAX_STEPS = 100
 #: (larger images are area-downscaled for it, aspect kept): a backward pass through
 #: MobileNetV2 at full resolution holds about 2 GB of activations per megapixel.
 TASK_PIXELS = 1 << 20
-INNER = ("same", "fast")
+INNER = ("same", "fast", "OPTION=VALUE")
 
 
 def refine_step_size(lr: float, codec: Codec, qp: int) -> float:
@@ -104,9 +104,11 @@ class TaskRefine(Preprocessor):
             ``"centernet"`` (its soft CenterNet loss against the uncompressed outputs).
         steps: Adam steps per image, 1–100 (each: one real encode and decode, one backward
             pass through the task).
-        inner: the codec setting inside the loop: ``"same"`` (the codec as given) or
-            ``"fast"`` (its ``fast=True`` where it has that option, e.g. BPG's x265
-            ultrafast; the final encode is always the codec as given).
+        inner: the codec setting inside the loop: ``"same"`` (the codec as given),
+            ``"fast"`` (its ``fast=True``, e.g. BPG's x265 ultrafast with 16×16 CTUs), or one
+            codec option ``"OPTION=VALUE"`` (e.g. ``"level=1"``, BPG's superfast preset). A codec
+            without that option runs the loop as given; the final encode is always the codec
+            as given.
         select: score the last iterate too and keep the iterate with the lowest J of the
             inner codec (the base's output included); False returns the last iterate
             unscored, one encode and one task pass cheaper.
@@ -167,8 +169,9 @@ class TaskRefine(Preprocessor):
             msg = f"preprocessor 'npp_refine': jacobian {jacobian!r} is not a Jacobian; allowed: {list(JACOBIANS)}"
             raise InvalidArgumentError(msg, argument="jacobian", allowed=list(JACOBIANS))
         self.rate, self.jacobian, self.workers = rate, jacobian, workers
-        if inner not in INNER:
-            msg = f"preprocessor 'npp_refine': inner must be one of {list(INNER)}, got {inner!r}"
+        if not isinstance(inner, str) or not (inner in INNER[:2] or inner.partition("=")[0].isidentifier()
+                                              and inner.partition("=")[2]):
+            msg = f"preprocessor 'npp_refine': inner must be 'same', 'fast' or one codec option 'OPTION=VALUE', got {inner!r}"
             raise InvalidArgumentError(msg, argument="inner", allowed=list(INNER))
         if not isinstance(select, bool):
             msg = f"preprocessor 'npp_refine': select must be True or False, got {select!r}"
@@ -221,8 +224,15 @@ class TaskRefine(Preprocessor):
         return refine_step_size(self.lr, codec, qp)
 
     def inner_options(self, codec: Codec) -> dict[str, Any]:
-        """The per-call codec options of the loop's round trips (:attr:`inner`)."""
-        return {"fast": True} if self.inner == "fast" and "fast" in codec.params else {}
+        """The per-call codec options of the loop's round trips (:attr:`inner`); the codec
+        checks their values."""
+        if self.inner == "same":
+            return {}
+        key, _, value = ("fast=true" if self.inner == "fast" else self.inner).partition("=")
+        if key not in codec.params:
+            return {}
+        low = value.lower()
+        return {key: low == "true" if low in ("true", "false") else int(value) if value.lstrip("-").isdigit() else value}
 
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         return self.refine(batch, codec=codec, qp=qp).images
