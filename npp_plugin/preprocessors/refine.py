@@ -12,10 +12,18 @@ pixels lower, for this image and the codec and QP it is about to be coded with,
     J = bits / pixel + λ(QP) · task loss(decoded, task(image))   (classifiers: the KL)
 
 Forward values are the real codec's bits and reconstruction; gradients come from the analytic
-surrogates (:func:`~npp_plugin.surrogates.surrogate_step`: squared-log rate model,
+surrogates (:func:`~npp_plugin.surrogates.surrogate_grad`: squared-log rate model,
 codec-masked Jacobian). Of the iterates, each image keeps the one with the lowest real J, the
 base's output included, so for the codec it is given the result is never worse than the base
 on that J (the codec is deterministic and the output is coded from the same float pixels).
+``inner`` runs the loop's round trips at a cheaper codec setting (the choice is then by that
+setting's J) and ``select=False`` skips scoring the last iterate: the speed–gain trade-off
+is measured in docs/results.md.
+
+Memory is bounded for photos up to the codec's pixel limit: the task sees the decoded image
+at its own input size (k×k block means, ``Task.input_pixels``), the surrogate's gradient is
+computed in bands of rows and Adam updates in place, so beside the task only a few
+full-size planes are held.
 
 Why at encode time: a network trained on the same gradients over the built-in training
 photos did not learn these changes, while per image they lower the held-out J far below the
