@@ -184,6 +184,7 @@ HOSTILE = {
     "QP not a number": json.dumps(_table(lambdas={"x": 1.0})).encode(),
     "QP out of range": json.dumps(_table(lambdas={"4000": 1.0})).encode(),
     "QP negative": json.dumps(_table(lambdas={"-3": 1.0})).encode(),
+    "QP in other digits": json.dumps(_table(lambdas={"\u0662\u0668": 1.0})).encode(),
     "no λ": json.dumps({k: v for k, v in _table().items() if k != "lambdas"}).encode(),
     "empty λ": json.dumps(_table(lambdas={})).encode(),
     "too many QPs": json.dumps(_table(lambdas={str(q): 1.0 for q in range(300)})).encode(),
@@ -210,6 +211,16 @@ def test_malformed_tables_are_refused_naming_the_file(content, tmp_path, monkeyp
         with pytest.raises(InvalidArgumentError, match="λ table") as e:
             find_table("tinycls")
         assert str(path) in str(e.value)
+
+
+def test_what_is_no_regular_file_is_refused_unopened(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it would block
+    for path in (fifo, tmp_path):
+        with pytest.raises(InvalidArgumentError, match="is not a regular file"):
+            TaskRefine(base=None, steps=1, lambdas=str(path))
 
 
 def test_lookup_order_and_the_table_of_another_task(tiny, tmp_path, monkeypatch):

@@ -111,7 +111,7 @@ def parse_lambdas(value: Any, *, where: Any = "lambdas") -> dict[int, float]:
     out: dict[int, float] = {}
     lo, hi = QP_LIMITS
     for q, v in value.items():
-        if isinstance(q, bool) or not isinstance(q, (numbers.Integral, str)) or not re.fullmatch(r"\d{1,3}", str(q).strip()):
+        if isinstance(q, bool) or not isinstance(q, (numbers.Integral, str)) or not re.fullmatch(r"[0-9]{1,3}", str(q).strip()):
             raise _bad(where, f"QP {_short(q)} is not an integer")
         qp = int(str(q).strip())
         if not lo <= qp <= hi:
@@ -145,6 +145,8 @@ def read_table(path: str | os.PathLike, *, task: str | None = None, plain: bool 
             JSON, NaN or infinite numbers, another format, another task, bad QPs or λ).
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a FIFO, a device: never opened
+        raise _bad(path, "is not a regular file")
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
