@@ -262,7 +262,7 @@ def test_a_bare_qp_lambda_file_still_works(tmp_path):
 
 def test_shipped_tables_load_and_mobilenet_v2_keeps_the_blur_tables_lambdas():
     shipped = {p.stem: read_table(p, task=p.stem) for p in shipped_dir().glob("*.json")}
-    assert {"mobilenet_v2", "efficientnet_lite0"} <= set(shipped)
+    assert set(shipped) == {"mobilenet_v2", "efficientnet_lite0", "mobilenet_v2+efficientnet_lite0"}
     blur = TunedBlur()
     assert shipped["mobilenet_v2"].lambdas == blur.lambdas  # exactly: npp_refine's default is unchanged
     assert TaskRefine(base=None, steps=1).lambdas == blur.lambdas
@@ -282,12 +282,20 @@ def test_shipped_tables_load_and_mobilenet_v2_keeps_the_blur_tables_lambdas():
         assert lam == sorted(lam, reverse=True), name  # λ falls as QP rises
 
 
+def test_the_shipped_ensembles_lambda_is_the_harmonic_mean_of_its_members():
+    """Same crops, same bits, and the ensemble's loss is the mean of its members': so
+    −ΔR/ΔD_ensemble is the harmonic mean of the members' λ (a check of the calibration)."""
+    m, e = (read_table(shipped_dir() / f"{t}.json").lambdas for t in ("mobilenet_v2", "efficientnet_lite0"))
+    both = read_table(shipped_dir() / "mobilenet_v2+efficientnet_lite0.json", task="mobilenet_v2+efficientnet_lite0")
+    assert set(both.lambdas) == set(m) == set(e)
+    for q, lam in both.lambdas.items():
+        assert lam == pytest.approx(2 / (1 / m[q] + 1 / e[q]), rel=1e-6)
+
+
 def test_efficientnet_lite0_and_the_ensemble_refine_with_their_shipped_tables():
     codec = npp_plugin.get_codec("bpg", fast=True)
     for name in ("efficientnet_lite0", "mobilenet_v2+efficientnet_lite0"):
         path = shipped_dir() / f"{name}.json"
-        if not path.is_file():
-            pytest.skip(f"no shipped table {path.name}")
         refine = npp_plugin.get_preprocessor("npp_refine", task=name, steps=1)
         assert refine.task.name == name and refine.lambdas == read_table(path).lambdas
         r = refine.refine(_image(), codec=codec, qp=37)
