@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("demo", "the main job on the built-in photos"),
                            ("train", "train NPP (npp train -h)"),
                            ("eval", "evaluate codecs and preprocessors (npp eval -h)"),
-                           ("search", "derivative-free tuning on the real codec: blur | npp (npp search -h)"),
+                           ("search", "derivative-free tuning on the real codec: blur | npp | lambda (npp search -h)"),
                            ("teacher", "npp_refine's outputs over training crops, for distillation (npp teacher -h)"),
                            ("distil", "train the NPP network on the teacher's outputs (npp distil -h)"),
                            ("check-surrogate", "predicted vs real changes of bits and task loss (npp check-surrogate -h)")):

@@ -40,17 +40,17 @@ def _npp_variant(weights: str | None) -> str | None:
 
 
 def _refine_variant(task: str) -> str | None:
-    """``npp_refine`` (the tuned blur refined per image on the task's J) when the shipped λ
-    table fits the task; otherwise None, with a note."""
+    """``npp_refine`` for ``task`` (the tuned blur refined per image on the task's J) when
+    there is a λ table for it; otherwise None, with a note naming the command that makes one."""
     import sys
 
-    from .registry import get_preprocessor
+    from .preprocessors.lambdas import find_table, make_command
 
-    table_task = get_preprocessor("blur_tuned").tuned_for["task"]
-    if task != table_task:
-        print(f"npp demo: npp_refine left out: its λ table is for {table_task}, not {task}", file=sys.stderr)  # noqa: T201
+    if find_table(task) is None:
+        print(f"npp demo: npp_refine left out: no λ table for {task} (`{make_command(task)}` makes one)",  # noqa: T201
+              file=sys.stderr)
         return None
-    return "npp_refine"
+    return "npp_refine" if task == "mobilenet_v2" else f"npp_refine:task={task}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

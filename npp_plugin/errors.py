@@ -63,14 +63,17 @@ class PluginError(NppError):
 class _UnknownNameError(NppError, KeyError):
     kind = "name"
 
-    def __init__(self, name: str, available: Sequence[str]) -> None:
+    def __init__(self, name: str, available: Sequence[str], *, ensemble: str | None = None) -> None:
         super().__init__(name)
         self.name = name
         self.available = list(available)
+        #: the ensemble ("a+b") that names the unknown member, if any
+        self.ensemble = ensemble
 
     def __str__(self) -> str:  # KeyError would repr() the key
         avail = ", ".join(self.available) or "none"
-        return f"unknown {self.kind} {self.name!r}; available: {avail}"
+        within = f" (a member of the ensemble {self.ensemble!r})" if self.ensemble else ""
+        return f"unknown {self.kind} {self.name!r}{within}; available: {avail}"
 
 
 class UnknownCodecError(_UnknownNameError):

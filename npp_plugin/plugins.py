@@ -38,7 +38,13 @@ import pluggy
 
 from . import hookspecs
 from ._registry import Registry
-from .errors import PluginError, UnknownCodecError, UnknownPreprocessorError, UnknownTaskError
+from .errors import (
+    InvalidArgumentError,
+    PluginError,
+    UnknownCodecError,
+    UnknownPreprocessorError,
+    UnknownTaskError,
+)
 from .preprocessors.base import set_name_lookup
 
 __all__ = [
@@ -251,7 +257,33 @@ class PluginHost:
             return self._instances[key]
 
     def get_task(self, name: str, **config: Any) -> Any:
-        return self.tasks.get(name)(**config)
+        """A new instance of the task registered as ``name``, configured by ``config``.
+
+        Names joined by ``+`` (``"mobilenet_v2+efficientnet_lite0"``), unless registered as
+        such, make a :class:`~npp_plugin.tasks.classification.ClassifierEnsemble` of those
+        classifiers (each built with ``config``; the loss is the mean of theirs), named by
+        that string: a task like any other, with its own λ table."""
+        tasks = self.tasks
+        if name in tasks or "+" not in name:
+            return tasks.get(name)(**config)
+        members = name.split("+")
+        for member in members:
+            if member not in tasks:
+                raise UnknownTaskError(member, tasks.names(), ensemble=name)
+        if len(set(members)) != len(members):
+            msg = f"task ensemble {name!r} names a classifier twice"
+            raise InvalidArgumentError(msg, argument="task", allowed="distinct classifier names joined by '+'")
+        built = [tasks.get(member)(**config) for member in members]
+        for member, task in zip(members, built, strict=True):
+            if getattr(task, "kind", None) != "classification":
+                msg = (f"task ensemble {name!r}: member {member!r} is a {getattr(task, 'kind', None) or 'task'!s} "
+                       "task; an ensemble joins classifiers only")
+                raise InvalidArgumentError(msg, argument="task", allowed="classification tasks joined by '+'")
+        from .tasks.classification import ClassifierEnsemble
+
+        ensemble = ClassifierEnsemble(built)
+        ensemble.name = name  # the registered names, which a task's own name need not equal
+        return ensemble
 
     # -- internals ------------------------------------------------------------------------
 

@@ -108,11 +108,13 @@ def test_bad_options_are_refused_with_the_argument_named(kw, argument):
     assert e.value.argument == argument and "npp_refine" in str(e.value)
 
 
-def test_another_task_needs_its_own_lambdas():
-    with pytest.raises(InvalidArgumentError, match="calibrated for task 'mobilenet_v2'") as e:
-        TaskRefine(base=None, task="efficientnet_lite0")
+def test_a_task_without_a_lambda_table_is_refused_with_the_command_that_makes_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no user table
+    monkeypatch.delenv("NPP_LAMBDAS", raising=False)
+    with pytest.raises(InvalidArgumentError, match="`npp search lambda --task efficientnet_lite2`") as e:
+        TaskRefine(base=None, task="efficientnet_lite2")
     assert e.value.argument == "lambdas"
-    assert TaskRefine(base=None, task="efficientnet_lite0", lambdas={34: 1.0}).task.name == "efficientnet_lite0"
+    assert TaskRefine(base=None, task="efficientnet_lite2", lambdas={34: 1.0}).task.name == "efficientnet_lite2"
 
 
 def test_registered_and_described():
@@ -142,12 +144,15 @@ def test_step_size_follows_the_quantiser_step():
     assert p.step_size(codec, 40) == pytest.approx(0.008)
 
 
-def test_demo_adds_the_refined_variant_when_the_lambda_table_fits_the_task(capsys):
+def test_demo_adds_the_refined_variant_when_the_task_has_a_lambda_table(capsys, tmp_path, monkeypatch):
     from npp_plugin.demo import _refine_variant
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no user table
+    monkeypatch.delenv("NPP_LAMBDAS", raising=False)
     assert _refine_variant("mobilenet_v2") == "npp_refine"
-    assert _refine_variant("efficientnet_lite0") is None
-    assert "λ table is for mobilenet_v2" in capsys.readouterr().err
+    assert _refine_variant("efficientnet_lite0") == "npp_refine:task=efficientnet_lite0"
+    assert _refine_variant("efficientnet_lite2") is None
+    assert "`npp search lambda --task efficientnet_lite2` makes one" in capsys.readouterr().err
 
 
 def test_too_large_images_are_refused_before_any_work():

@@ -39,4 +39,6 @@ def test_sdist_carries_native_and_builds_a_wheel_with_the_library(tmp_path):
     inside = set(zipfile.ZipFile(wheel).namelist())
     assert {"npp_plugin/_native/libnpp_bpg.so", "npp_plugin/weights/default.npp.pt",
             "npp_plugin/weights/blur-tuned.json"} <= inside
+    shipped = {f"npp_plugin/weights/lambdas/{p.name}" for p in (ROOT / "npp_plugin/weights/lambdas").glob("*.json")}
+    assert "npp_plugin/weights/lambdas/efficientnet_lite0.json" in shipped and shipped <= inside
     assert any(n.endswith("scripts/npp-bpgenc") for n in inside)

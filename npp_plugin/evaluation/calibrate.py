@@ -11,7 +11,7 @@ subset of the images, divide by the uncompressed score, make the ratio non-incre
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -223,11 +223,13 @@ def calibrate_lambdas(
     *,
     delta: int = 3,
     workers: int | None = None,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> dict[int, dict[str, float]]:
     """λ per QP from the plain codec's local rate–task slope, ``−ΔR/ΔD`` over qp ± ``delta``.
 
     Args:
         batches: ``(x, target)`` pairs (target = labels, annotations or a task reference).
+        progress: called after each batch's round trip with (images coded, images to code).
 
     Returns:
         ``{qp: {"lmbda", "bpp", "task", "slope_ok"}}``; where the task loss does not rise
@@ -241,6 +243,7 @@ def calibrate_lambdas(
     wanted = sorted({q for qp in qps for q in (max(lo, qp - delta), qp, min(hi, qp + delta))})
     rate: dict[int, float] = {}
     dist: dict[int, float] = {}
+    total, done = len(wanted) * sum(x.shape[0] for x, _ in batches), 0
     for q in wanted:
         bits = pixels = loss = 0.0
         n = 0
@@ -251,6 +254,9 @@ def calibrate_lambdas(
             bits += float(b.sum())
             pixels += x.shape[0] * x.shape[2] * x.shape[3]
             n += x.shape[0]
+            done += x.shape[0]
+            if progress is not None:
+                progress(done, total)
         rate[q], dist[q] = bits / pixels, loss / max(n, 1)
     out = {}
     for qp in qps:

@@ -30,10 +30,12 @@ photos did not learn these changes, while per image they lower the held-out J fa
 tuned blur's (docs/results.md, "npp_refine"). The price: the task network at the encoder, and per step a
 real encode and decode and a backward pass through the task.
 
-λ per QP is the plain codec's own rate–task slope from the shipped blur table (calibrated for
-BPG and MobileNetV2, interpolated by ``codec.normalized_qp``); another task needs its own
-``lambdas``, e.g. from :func:`npp_plugin.evaluation.calibrate.task_lambdas` (the same slope
-for that task: ``npp_refine(task="centernet", lambdas=task_lambdas(codec, task, images, qps))``).
+λ per QP is the plain codec's own rate–task slope for the task (``−ΔR/ΔD`` over QP ± 3 on
+the training photos), from the task's λ table, interpolated by ``codec.normalized_qp``. Tables
+ship for ``mobilenet_v2`` (the blur table's λ), ``efficientnet_lite0`` and their ensemble
+``mobilenet_v2+efficientnet_lite0``; ``npp search lambda --task NAME`` makes one for any other
+registered task, and ``$NPP_LAMBDAS`` or the user folder is searched before the package
+(:mod:`npp_plugin.preprocessors.lambdas`). ``lambdas=`` overrides the table.
 """
 
 from __future__ import annotations
@@ -88,17 +90,6 @@ def _integer(key: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def _read_lambdas(path: str) -> Any:
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as exc:
-        msg = f"preprocessor 'npp_refine': lambdas file {path!r} cannot be read as JSON {{qp: λ}}: {exc}"
-        raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, one λ > 0, or a JSON file") from exc
-
-
 class TaskRefine(Preprocessor):
     """``base``'s output refined per image by ``steps`` Adam steps on the real codec's J.
 
@@ -128,10 +119,12 @@ class TaskRefine(Preprocessor):
             QPs it follows the quantiser step, ×2 every 6 QP (:meth:`step_size`), since a
             change must outlive a coarser quantiser to reach the decoder.
         lambdas: ``{qp: λ}`` for the codec family the table was made for (interpolated by
-            normalised QP), or one λ for every QP, or the path of a JSON file holding such
-            a table (``npp eval --variants npp_refine:task=centernet:lambdas=lam.json``);
-            None → the shipped blur table's, which was calibrated for ``mobilenet_v2``
-            (another task must pass its own).
+            normalised QP), or one λ for every QP, or the path of a JSON file holding a
+            table (``npp eval --variants npp_refine:task=centernet:lambdas=lam.json``);
+            None → the task's table: ``$NPP_LAMBDAS`` (a table file, or a folder of
+            ``<task>.json``), then the user folder (``~/.cache/npp_plugin/lambdas``), then the
+            package's; a task without one is refused with the command that makes it,
+            ``npp search lambda --task NAME``.
         rate, jacobian: the surrogate's rate model and distortion Jacobian.
         workers: threads for the codec's batch round trips (None: the codec's default).
         max_pixels: refuse images with more pixels than this before any work (default None:
@@ -166,7 +159,8 @@ class TaskRefine(Preprocessor):
     ) -> None:
         from ..registry import get_preprocessor, get_task
         from ..surrogates import JACOBIANS, RATE_MODELS
-        from .filters import _positive
+        from .filters import TunedBlur, _positive
+        from .lambdas import resolve_lambdas
 
         self.steps = _integer("steps", steps, 1, MAX_STEPS)
         self.lr = _positive(self.name, "lr", lr, upper=0.1)
@@ -198,28 +192,10 @@ class TaskRefine(Preprocessor):
         if task_pixels is None:
             task_pixels = getattr(self.task, "input_pixels", None) or TASK_PIXELS
         self.task_pixels = _integer("task_pixels", task_pixels, 32 * 32, 1 << 40)
-        table = get_preprocessor("blur_tuned")  # the shipped table, read once per process
-        if lambdas is None:
-            if table.tuned_for["task"] != self.task.name:
-                msg = (f"preprocessor 'npp_refine': the shipped λ table was calibrated for task "
-                       f"{table.tuned_for['task']!r}, not {self.task.name!r}; pass lambdas={{qp: λ}}, e.g. "
-                       "npp_plugin.evaluation.calibrate.task_lambdas(codec, task, images, qps)")
-                raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, or one λ > 0")
-            lambdas = table.lambdas
-        if isinstance(lambdas, str):  # a JSON file {qp: λ} (the CLI cannot spell a dict)
-            lambdas = _read_lambdas(lambdas)
-        if isinstance(lambdas, (int, float)) and not isinstance(lambdas, bool):
-            lambdas = {0: lambdas}
-        try:
-            lam = {int(q): float(v) for q, v in dict(lambdas).items()}
-        except (TypeError, ValueError) as exc:
-            msg = f"preprocessor 'npp_refine': lambdas must map QPs to numbers, got {lambdas!r}"
-            raise InvalidArgumentError(msg, argument="lambdas", allowed="dict qp → λ > 0, or one λ > 0") from exc
-        if not lam or not all(0 < v < 1e6 and math.isfinite(v) for v in lam.values()):
-            msg = f"preprocessor 'npp_refine': every λ must be positive and finite, got {lambdas!r}"
-            raise InvalidArgumentError(msg, argument="lambdas", allowed="λ in (0, 1e6)")
-        self.lambdas = dict(sorted(lam.items()))
-        self._table = table
+        # λ per QP: the caller's, else this task's table ($NPP_LAMBDAS, the user folder, the package)
+        self.lambdas, self.lambda_table = resolve_lambdas(
+            lambdas, task=task if isinstance(task, str) else self.task.name, who=f"preprocessor {self.name!r}")
+        self._table = TunedBlur  # by_normalized_qp: how a table made for BPG applies to other codecs
 
     def lam(self, codec: Codec, qp: int) -> float:
         """λ at ``qp`` for ``codec`` (by normalised QP, held at the table's ends)."""
@@ -369,7 +345,8 @@ class _Adam:
         z = self.z[..., a:b, :]
         if self.m is None:  # first step, nothing kept: m̂ = g, v̂ = g²
             if self.t != 1:
-                raise RuntimeError("_Adam without keep_state takes one step")
+                msg = "_Adam without keep_state takes one step"
+                raise RuntimeError(msg)
             z.addcdiv_(g, g.abs().add_(self.eps), value=-self.lr).clamp_(0, 1)
             return
         m, v = self.m[..., a:b, :], self.v[..., a:b, :]

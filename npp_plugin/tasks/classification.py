@@ -265,3 +265,6 @@ class ClassifierEnsemble(Task):
 
     def score(self, batch: torch.Tensor, target: Any) -> torch.Tensor:
         return torch.stack([t.score(batch, r) for t, r in zip(self.tasks, target, strict=True)]).mean(dim=0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "members": [t.get_config() for t in self.tasks]}

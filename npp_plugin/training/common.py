@@ -33,6 +33,7 @@ __all__ = [
     "components",
     "finite",
     "load_checkpoint",
+    "option_value",
     "progress_bar",
     "to_device",
     "val_source",
@@ -172,3 +173,16 @@ def load_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any] | 
                    f"{old.get(key)!r} ({path}); resume with the same settings or use another --out")
             raise InvalidArgumentError(msg, argument=key, allowed=old.get(key))
     return ck
+
+
+def option_value(text: str, *, who: str = "npp search") -> tuple[str, Any]:
+    """``KEY=VALUE`` of a ``--codec-option`` as (key, value): the value read as JSON when it
+    is (numbers, true/false), else the string."""
+    k, sep, v = text.partition("=")
+    if not sep:
+        msg = f"{who}: --codec-option expects KEY=VALUE, got {text!r}"
+        raise InvalidArgumentError(msg, argument="codec-option", allowed="KEY=VALUE")
+    try:
+        return k, json.loads(v)
+    except ValueError:
+        return k, v

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..datasets import builtin_photos, image_files, load_rgb, split_files
+from ..datasets import builtin_photos, image_files, load_rgb, scene_name, split_files
 from ..errors import InvalidArgumentError
 
-__all__ = ["Batches", "BuiltinPhotos", "CocoImages", "CorpusPhotos", "ImageFolder", "ImageSource", "make_source",
-           "val_batches"]
+__all__ = ["Batches", "BuiltinPhotos", "CocoImages", "CorpusPhotos", "ImageFolder", "ImageSource", "builtin_dev_split",
+           "make_source", "photo_split", "val_batches"]
 
 
 
@@ -287,3 +288,39 @@ def val_batches(source: ImageSource, *, size: int, batch_size: int, limit: int |
             anns.append(a)
         out.append(_collate(source, tiles, idx, anns))
     return out
+
+
+# -- the photos of a derivative-free search (npp search) and of a λ calibration -------------
+
+
+def builtin_dev_split(dev_fraction: float = 0.25, files: Sequence[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    """The training photos (``files``; default the built-in training split, whose
+    validation photos stay untouched for the final report) split again, by scene, into fit
+    and development photos."""
+    files = BuiltinPhotos("train").files if files is None else list(files)
+
+    def bucket(p: Path) -> float:
+        h = hashlib.sha256(f"dev:{scene_name(p)}".encode()).digest()
+        return int.from_bytes(h[:4], "big") / 2**32
+
+    fit = [p for p in files if bucket(p) >= dev_fraction]
+    dev = [p for p in files if bucket(p) < dev_fraction]
+    return fit, dev
+
+
+def photo_split(images: str, *, who: str = "npp search") -> tuple[list[Path], list[Path]]:
+    """The fit and development photos of ``--images``: ``builtin:train`` (the built-in
+    training photos split by scene, :func:`builtin_dev_split`), ``corpus:train`` (the
+    corpus' own train and dev splits), ``corpus:SPLIT`` or a folder (split by scene)."""
+    files = None
+    if images == "corpus:train":  # the corpus' own split by group: fit on train, select on dev
+        from ..corpus import corpus_files
+
+        return corpus_files("train"), corpus_files("dev")
+    if images.startswith("corpus:"):
+        from ..corpus import corpus_files
+
+        files = corpus_files(images.partition(":")[2])
+    elif images != "builtin:train":
+        files = image_files(images, who=who, argument="images")
+    return builtin_dev_split(files=files)

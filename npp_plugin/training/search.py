@@ -27,7 +27,6 @@ and resume where they stopped.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import math
@@ -44,32 +43,16 @@ import torch
 from ..datasets import fixed_crops
 from ..errors import InvalidArgumentError, NppError
 from ..fileio import atomic_write_bytes
-from .data import Batches, BuiltinPhotos, ImageSource
+from .common import option_value as _kv
+from .data import Batches, ImageSource, builtin_dev_split, photo_split
 
-__all__ = ["Crops", "RealObjective", "builtin_dev_split", "main", "search_saliency_blur", "tune_blur"]
+__all__ = ["Crops", "RealObjective", "builtin_dev_split", "main", "photo_split", "search_saliency_blur", "tune_blur"]
 
 BLUR_TABLE_FORMAT = "npp_plugin.blur-tuned/1"
 DEFAULT_QPS = (28, 31, 34, 37, 41)
 
 
 # -- data ---------------------------------------------------------------------------------
-
-
-def builtin_dev_split(dev_fraction: float = 0.25, files: Sequence[Path] | None = None) -> tuple[list[Path], list[Path]]:
-    """The training photos (``files``; default the built-in training split, whose
-    validation photos stay untouched for the final report) split again, by scene, into fit
-    and development photos."""
-    from ..datasets import scene_name
-
-    files = BuiltinPhotos("train").files if files is None else list(files)
-
-    def bucket(p: Path) -> float:
-        h = hashlib.sha256(f"dev:{scene_name(p)}".encode()).digest()
-        return int.from_bytes(h[:4], "big") / 2**32
-
-    fit = [p for p in files if bucket(p) >= dev_fraction]
-    dev = [p for p in files if bucket(p) < dev_fraction]
-    return fit, dev
 
 
 @dataclass
@@ -305,21 +288,7 @@ def _setup(args: argparse.Namespace, lambdas: dict[int, float] | None = None):
     torch.set_num_threads(args.threads)
     codec = get_codec(args.codec, **dict(_kv(o) for o in args.codec_option))
     task = get_task(args.task)
-    files = None
-    if args.images == "corpus:train":  # the corpus' own split by group: fit on train, select on dev
-        from ..corpus import corpus_files
-
-        fit_files, dev_files = corpus_files("train"), corpus_files("dev")
-    else:
-        if args.images.startswith("corpus:"):
-            from ..corpus import corpus_files
-
-            files = corpus_files(args.images.partition(":")[2])
-        elif args.images != "builtin:train":
-            from ..datasets import image_files
-
-            files = image_files(args.images, who="npp search", argument="images")
-        fit_files, dev_files = builtin_dev_split(files=files)
+    fit_files, dev_files = photo_split(args.images)
     if not fit_files or (args.fit_on == "fit" and not dev_files):
         msg = (f"npp search: {args.images} gives {len(fit_files)} fit and {len(dev_files)} development photos "
                "(split by scene); give more photos or --fit-on all")
@@ -342,17 +311,6 @@ def _setup(args: argparse.Namespace, lambdas: dict[int, float] | None = None):
     return codec, task, fit_c, dev_c, lambdas, prov
 
 
-def _kv(text: str) -> tuple[str, Any]:
-    k, sep, v = text.partition("=")
-    if not sep:
-        msg = f"npp search: --codec-option expects KEY=VALUE, got {text!r}"
-        raise InvalidArgumentError(msg, argument="codec-option", allowed="KEY=VALUE")
-    try:
-        return k, json.loads(v)
-    except ValueError:
-        return k, v
-
-
 class _JsonLog:
     def __init__(self, path: Path, fresh: bool) -> None:
         self.path = path
@@ -369,8 +327,9 @@ class _JsonLog:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="npp search", description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("blur", "npp", "export"),
-                   help="blur: tune the uniform blur; npp: the saliency-guided blur; export: write the weights file")
+    p.add_argument("what", choices=("blur", "npp", "export", "lambda"),
+                   help="blur: tune the uniform blur; npp: the saliency-guided blur; export: write the weights file; "
+                        "lambda: calibrate a task's λ table for npp_refine (npp search lambda -h)")
     p.add_argument("--to", default=None, help="export: the weights file to write (e.g. npp_plugin/weights/default.npp.pt)")
     p.add_argument("--attach", action="append", default=[], metavar="KEY=FILE",
                    help="export: a JSON file to store in the weights' metadata under KEY (metrics, surrogate_check)")
@@ -404,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lambda"]:  # its own options: npp search lambda -h
+        from .lambda_table import main as lambda_main
+
+        return lambda_main(argv[1:])
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -202,7 +202,8 @@ def make_teacher(s: TeacherSettings):
         from ..tasks.classification import ClassifierEnsemble
 
         task = ClassifierEnsemble([get_task(n) for n in names])
-        # one λ table: MobileNetV2's (the only calibrated one); the mean KL is weighed like it
+        # MobileNetV2's λ table, as the ensemble teacher (run C) was made; the ensemble's own
+        # table (npp search lambda, shipped since) would weigh the mean KL otherwise
         lambdas = get_preprocessor("blur_tuned").lambdas
         return TaskRefine(task=task, steps=s.steps, lr=s.lr, lambdas=lambdas), codec
     return TaskRefine(task=get_task(s.task), steps=s.steps, lr=s.lr), codec
