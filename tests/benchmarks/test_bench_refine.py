@@ -9,7 +9,7 @@ Run:
   ``blur_tuned``, the shipped ``npp`` (224² only) and ``npp_refine`` in the settings of the
   speed–gain table (docs/results.md): 4 steps at the codec's own setting (the default),
   1 step without selection, 1 step with BPG's fast setting inside the loop, 4 steps with it,
-  4 steps (and 2 without selection) with BPG's superfast preset (``level=1``) inside it.
+  4 steps (and 2 or 3 without selection) with BPG's superfast preset (``level=1``) inside it.
   Compare medians within a group; ``/ plain`` is the price of the bits saved.
 - ``test_peak_rss``: peak resident memory of one encode at 1, 4 and 12 MP, each in a fresh
   child process (so one size's peak cannot hide another's), in ``extra_info`` and printed.
@@ -39,6 +39,7 @@ REFINE = {
     "npp_refine-4step-fastloop": {"steps": 4, "inner": "fast"},
     "npp_refine-level1loop": {"inner": "level=1"},
     "npp_refine-2step-level1loop": {"steps": 2, "select": False, "inner": "level=1"},
+    "npp_refine-3step-level1loop": {"steps": 3, "select": False, "inner": "level=1"},
 }
 
 
@@ -76,7 +77,7 @@ def test_encode_224(benchmark, photo, codec_name, variant):
 
 @pytest.mark.parametrize("codec_name", ["bpg", "jpeg"])
 @pytest.mark.parametrize("variant", ["plain", "blur_tuned", "npp_refine", "npp_refine-1step", "npp_refine-level1loop",
-                                     "npp_refine-2step-level1loop"])
+                                     "npp_refine-2step-level1loop", "npp_refine-3step-level1loop"])
 def test_encode_1mp(benchmark, codec_name, variant):
     _encode(benchmark, codec_name, _photo(1.0), variant, f"encode-1mp-qp34-{codec_name}", rounds=3)
 
