@@ -264,8 +264,9 @@ def test_damaged_files_are_refused_by_name(tmp_path, damage):
 
 
 @pytest.mark.slow
-def test_npp_refine_takes_centernet_with_calibrated_lambdas(task, tmp_path):
-    """npp_refine(task="centernet") needs λ: task_lambdas gives them (the plain codec's slope on
+def test_npp_refine_takes_centernet_with_calibrated_lambdas(task, tmp_path, monkeypatch):
+    """npp_refine(task="centernet") needs λ (no table ships; the error names the command that
+    makes one): task_lambdas gives them (the plain codec's slope on
     the detector's loss), here through a JSON file as the CLI passes them; one refinement step
     then never raises the real J above the base's."""
     from npp_plugin.errors import InvalidArgumentError
@@ -273,8 +274,11 @@ def test_npp_refine_takes_centernet_with_calibrated_lambdas(task, tmp_path):
     from npp_plugin.preprocessors.refine import TaskRefine
     from npp_plugin.registry import get_codec
 
-    with pytest.raises(InvalidArgumentError, match="task_lambdas") as e:
-        TaskRefine(base=None, task=task)
+    with monkeypatch.context() as m:  # no user table may stand in for the missing one
+        m.delenv("NPP_LAMBDAS", raising=False)
+        m.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        with pytest.raises(InvalidArgumentError, match="npp search lambda --task centernet") as e:
+            TaskRefine(base=None, task=task)
     assert e.value.argument == "lambdas"
     codec = get_codec("bpg", fast=True)
     x = _dog()[..., 96:352, 160:416].contiguous()  # 256², the dog and the bicycle
