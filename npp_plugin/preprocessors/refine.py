@@ -56,9 +56,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Refined", "TaskRefine", "npp_register_preprocessors", "refine_step_size"]
 
 MAX_STEPS = 100
-#: The most pixels a task that does not say its input size (``Task.input_pixels``) is shown
-#: (larger images are area-downscaled for it, aspect kept): a backward pass through
-#: MobileNetV2 at full resolution holds about 2 GB of activations per megapixel.
+#: About the most pixels a task that does not say its input size (``Task.input_pixels``) is
+#: shown (larger images as k×k block means): a backward pass through MobileNetV2 at full
+#: resolution holds about 2 GB of activations per megapixel.
 TASK_PIXELS = 1 << 20
 INNER = ("same", "fast", "OPTION=VALUE")
 
@@ -111,10 +111,11 @@ class TaskRefine(Preprocessor):
         select: score the last iterate too and keep the iterate with the lowest J of the
             inner codec (the base's output included); False returns the last iterate
             unscored, one encode and one task pass cheaper.
-        task_pixels: the task sees larger images area-downscaled to this many pixels (aspect
-            kept), as its own input transform would: its cost and memory stop growing with
-            the photo. None: the task's ``input_pixels`` (224² for the ImageNet classifiers,
-            512² for ``centernet``), else 2²⁰.
+        task_pixels: larger images are shown to the task as k×k block means, k the largest
+            integer that leaves at least this many pixels (aspect kept), as its own input
+            transform would shrink them: its cost and memory stop growing with the photo.
+            None: the task's ``input_pixels`` (224² for the ImageNet classifiers, 512² for
+            ``centernet``), else 2²⁰.
         lr: Adam's step size at QP 34 (HEVC scale), in [0, 1] pixel units, (0, 0.1]; at other
             QPs it follows the quantiser step, ×2 every 6 QP (:meth:`step_size`), since a
             change must outlive a coarser quantiser to reach the decoder.
