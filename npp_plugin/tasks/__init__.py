@@ -53,7 +53,7 @@ class Task(ABC):
     #: False for evaluation-only tasks: no differentiable ``loss``, refused by ``npp train``.
     trainable: ClassVar[bool] = True
     #: About how many pixels the network looks at (its input transform's output), or None
-    #: (any size): ``npp_refine`` shows it larger images area-downscaled to this many pixels.
+    #: (any size): ``npp_refine`` shows it larger images as block means of about this size.
     input_pixels: ClassVar[int | None] = None
 
     @abstractmethod
