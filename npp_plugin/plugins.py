@@ -273,15 +273,13 @@ class PluginHost:
         if len(set(members)) != len(members):
             msg = f"task ensemble {name!r} names a classifier twice"
             raise InvalidArgumentError(msg, argument="task", allowed="distinct classifier names joined by '+'")
-        built = [tasks.get(member)(**config) for member in members]
-        for member, task in zip(members, built, strict=True):
-            if getattr(task, "kind", None) != "classification":
-                msg = (f"task ensemble {name!r}: member {member!r} is a {getattr(task, 'kind', None) or 'task'!s} "
-                       "task; an ensemble joins classifiers only")
-                raise InvalidArgumentError(msg, argument="task", allowed="classification tasks joined by '+'")
         from .tasks.classification import ClassifierEnsemble
 
-        ensemble = ClassifierEnsemble(built)
+        try:  # it refuses a member that is no classifier, by name
+            ensemble = ClassifierEnsemble([tasks.get(member)(**config) for member in members])
+        except InvalidArgumentError as exc:
+            msg = f"task ensemble {name!r}: {exc}"
+            raise InvalidArgumentError(msg, argument="task", allowed="classification tasks joined by '+'") from exc
         ensemble.name = name  # the registered names, which a task's own name need not equal
         return ensemble
 

@@ -219,13 +219,7 @@ def surrogate_grad(
     real: torch.Tensor,
     real_bits: torch.Tensor,
     grad_x_hat: torch.Tensor,
-    *,
-    codec: Any,
-    qp: int,
-    bits_weight: torch.Tensor | float = 1.0,
-    rate: str = "sqlog",
-    jacobian: str = "masked",
-    rows: int = BAND_ROWS,
+    **options: Any,
 ) -> torch.Tensor:
     """The gradient that :func:`surrogate_step` gives ``x_bar`` for the objective
     ``bits_weight · bits + ⟨x̂, grad_x_hat⟩`` (a task loss linearised at the real decoded
@@ -240,15 +234,16 @@ def surrogate_grad(
         grad_x_hat: ∂(task part of the objective)/∂x̂, same shape as ``x_bar``, or a function
             of ``(first row, end row)`` that returns those rows of it (so that it need not be
             held whole).
-        bits_weight: per image (N,) or one weight for the bits (e.g. 1 / pixels).
+        options: those of :func:`surrogate_grad_bands`: ``codec``, ``qp``, ``bits_weight``
+            (per image (N,) or one weight for the bits, e.g. 1 / pixels), ``rate``,
+            ``jacobian``, ``rows``.
 
     Returns:
         ∂objective/∂x_bar, a new tensor like ``x_bar``; :func:`surrogate_grad_bands` yields
         it band by band instead.
     """
     out = torch.empty_like(x_bar)
-    for a, b, g in surrogate_grad_bands(x_bar, real, real_bits, grad_x_hat, codec=codec, qp=qp,
-                                        bits_weight=bits_weight, rate=rate, jacobian=jacobian, rows=rows):
+    for a, b, g in surrogate_grad_bands(x_bar, real, real_bits, grad_x_hat, **options):
         out[..., a:b, :] = g
     return out
 

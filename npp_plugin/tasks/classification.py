@@ -239,9 +239,14 @@ class ClassifierEnsemble(Task):
     kind = "classification"
 
     def __init__(self, tasks: list[Task]) -> None:
-        if len(tasks) < 2 or any(getattr(t, "kind", None) != "classification" for t in tasks):
+        if len(tasks) < 2:
             msg = "a classifier ensemble needs two or more classification tasks"
             raise InvalidArgumentError(msg, argument="tasks", allowed="two or more classification tasks")
+        for t in tasks:
+            if getattr(t, "kind", None) != "classification":
+                msg = (f"a classifier ensemble joins classifiers only; {getattr(t, 'name', t)!r} is a "
+                       f"{getattr(t, 'kind', None) or 'non-classification'} task")
+                raise InvalidArgumentError(msg, argument="tasks", allowed="two or more classification tasks")
         self.tasks = list(tasks)
         self.name = "+".join(t.name for t in self.tasks)  # type: ignore[misc]
         self.device = getattr(self.tasks[0], "device", "cpu")

@@ -197,16 +197,10 @@ def make_teacher(s: TeacherSettings):
     from ..registry import get_codec, get_preprocessor, get_task
 
     codec = get_codec(s.codec, level=s.level) if s.codec == "bpg" else get_codec(s.codec)
-    names = s.task.split("+")
-    if len(names) > 1:
-        from ..tasks.classification import ClassifierEnsemble
-
-        task = ClassifierEnsemble([get_task(n) for n in names])
-        # MobileNetV2's λ table, as the ensemble teacher (run C) was made; the ensemble's own
-        # table (npp search lambda, shipped since) would weigh the mean KL otherwise
-        lambdas = get_preprocessor("blur_tuned").lambdas
-        return TaskRefine(task=task, steps=s.steps, lr=s.lr, lambdas=lambdas), codec
-    return TaskRefine(task=get_task(s.task), steps=s.steps, lr=s.lr), codec
+    # "a+b" is a ClassifierEnsemble. It keeps MobileNetV2's λ table, as the ensemble teacher
+    # (run C) was made; the ensemble's own table (shipped since) would weigh the mean KL otherwise
+    lambdas = get_preprocessor("blur_tuned").lambdas if "+" in s.task else None
+    return TaskRefine(task=get_task(s.task), steps=s.steps, lr=s.lr, lambdas=lambdas), codec
 
 
 def _shard_path(out: Path, k: int) -> Path:
