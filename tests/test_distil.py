@@ -140,9 +140,12 @@ def test_distil_trains_judges_by_the_real_codec_and_resumes(photo_dirs, tmp_path
     assert meta["recipe"]["stage"] == "distil" and meta["metrics"]["dev"]["J"] == done["best"]["J"]
     y = p(torch.rand(1, 3, 40, 40), codec=npp_plugin.get_codec("bpg"), qp=34)
     assert y.shape == (1, 3, 40, 40)
-    # with the real codec's J in the loss the run trains and is judged the same way
-    sj = DistilSettings(widths=(4, 8, 16, 32), steps=2, batch=2, crop=32, eval_every=2, gains=(1.0,), j_weight=1.0)
+    # on the real codec's J alone (an ensemble's, with its λ table) the run trains and is judged the same way
+    sj = DistilSettings(widths=(4, 8, 16, 32), steps=2, batch=2, crop=32, eval_every=2, gains=(1.0,), j_weight=1.0,
+                        mse_weight=0.0, j_task="mobilenet_v2+efficientnet_lite0")
     assert run_distil(tmp_path / "t0", tmp_path / "t1", tmp_path / "dj", sj, progress=False)["step"] == 2
+    recipe = npp_plugin.get_preprocessor("npp", weights=str(tmp_path / "dj" / "best.npp.pt")).weights.meta["recipe"]
+    assert recipe["teacher"] == "none (J alone)" and recipe["j_task"] == "mobilenet_v2+efficientnet_lite0"
     # development photos must not be training photos
     with pytest.raises(InvalidArgumentError, match="share photo groups"):
         run_distil(tmp_path / "t0", tmp_path / "t0", tmp_path / "d2", s, progress=False)
@@ -155,6 +158,9 @@ def test_missing_shards_and_cli_errors(tmp_path, capsys):
         load_shards(tmp_path)
     assert main(["distil", "--teacher", str(tmp_path), "--dev", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no teacher shards" in capsys.readouterr().err
+    assert main(["distil", "--teacher", str(tmp_path), "--dev", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--mse-weight", "0"]) == 2
+    assert "mse_weight and j_weight are both 0" in capsys.readouterr().err
     assert main(["teacher", "--out", str(tmp_path / "t"), "--size", "50"]) == 2
     assert "size must be a multiple of 16" in capsys.readouterr().err
 

@@ -13,7 +13,10 @@ time)::
 
 Loss: squared error between the student's and the teacher's change to the blur's output, per
 crop divided by the square of the teacher's step size at that crop's QP (the change grows
-with the quantiser step; this weighs every QP alike). The teacher's change is noise-like and
+with the quantiser step; this weighs every QP alike), times ``--mse-weight``; plus
+``--j-weight`` times the real codec's J of the student's output for ``--j-task`` (BPG fast,
+gradients from the analytic surrogates, the task at training time only). ``--mse-weight 0
+--j-weight 1`` trains end to end on J alone, the teacher's pixels unused. The teacher's change is noise-like and
 only partly predictable from the image, so a squared-error fit predicts it shrunk towards
 zero: the output ``gain`` (``NppConfig.gain``) scales the change back up, chosen on the
 development crops by the real J.
@@ -67,9 +70,13 @@ class DistilSettings:
     ema: float = 0.995
     eval_every: int = 250
     gains: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
-    #: weight of the real codec's J (analytic surrogate gradients, MobileNetV2, BPG fast) in
+    #: weight of the real codec's J (analytic surrogate gradients, ``j_task``, BPG fast) in
     #: the loss, relative to the squared error; 0: pure distillation
     j_weight: float = 0.0
+    #: weight of the squared error to the teacher's change; 0 with j_weight > 0: J alone
+    mse_weight: float = 1.0
+    #: the task whose KL enters that J, with its λ table (a classifier or "a+b")
+    j_task: str = "mobilenet_v2"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,9 +89,13 @@ class DistilSettings:
         if not self.gains or any(not 0 < g <= 100 for g in self.gains):
             msg = f"npp distil: gains must be in (0, 100], got {self.gains}"
             raise InvalidArgumentError(msg, argument="gains", allowed="(0, 100]")
-        if not 0 <= self.j_weight <= 1e6:
-            msg = f"npp distil: j_weight must be in [0, 1e6], got {self.j_weight}"
-            raise InvalidArgumentError(msg, argument="j_weight", allowed="[0, 1e6]")
+        for name in ("j_weight", "mse_weight"):
+            if not 0 <= getattr(self, name) <= 1e6:
+                msg = f"npp distil: {name} must be in [0, 1e6], got {getattr(self, name)}"
+                raise InvalidArgumentError(msg, argument=name, allowed="[0, 1e6]")
+        if not self.j_weight and not self.mse_weight:
+            msg = "npp distil: mse_weight and j_weight are both 0: the loss would be empty"
+            raise InvalidArgumentError(msg, argument="mse_weight", allowed="mse_weight > 0 or j_weight > 0")
         if not 0 <= self.ema < 1:
             msg = f"npp distil: ema must be in [0, 1), got {self.ema}"
             raise InvalidArgumentError(msg, argument="ema", allowed="[0, 1)")
@@ -147,12 +158,12 @@ def _real_j(pred: torch.Tensor, x: torch.Tensor, qp: torch.Tensor, codec: Any, t
 
     total = pred.new_zeros(())
     npx = pred.shape[-1] * pred.shape[-2]
-    with torch.no_grad():
-        ref = task.reference(x)
     for q in sorted(set(qp.tolist())):
         idx = (qp == q).nonzero().flatten()
+        with torch.no_grad():  # per QP group: an ensemble's reference is one per member
+            ref = task.reference(x[idx])
         st = surrogate_step(pred[idx], codec=codec, qp=int(q))
-        j = st.bits / npx + lam_of(int(q)) * task.loss(st.x_hat, ref[idx], reduction="none")
+        j = st.bits / npx + lam_of(int(q)) * task.loss(st.x_hat, ref, reduction="none")
         total = total + j.sum()
     return total / pred.shape[0]
 
@@ -216,13 +227,15 @@ def run_distil(teacher: str | Path, dev: str | Path, out: str | Path, s: DistilS
     judge = DevJudge(dev_data, codec)
     j_codec, j_task, lam_of = None, None, None
     if s.j_weight:
-        from ..registry import get_preprocessor, get_task
+        from ..preprocessors.filters import TunedBlur
+        from ..preprocessors.lambdas import resolve_lambdas
+        from ..registry import get_task
 
-        j_codec, j_task = get_codec("bpg", fast=True), get_task("mobilenet_v2")
-        table = get_preprocessor("blur_tuned")
+        j_codec, j_task = get_codec("bpg", fast=True), get_task(s.j_task)
+        lambdas = resolve_lambdas(None, task=s.j_task, who="npp distil")[0]
 
         def lam_of(qp: int) -> float:
-            return table.by_normalized_qp(table.lambdas, codec, qp)
+            return TunedBlur.by_normalized_qp(lambdas, codec, qp)
     base = {"J_blur": float(judge.blur["J"].mean()), "J_teacher": float(judge.teacher["J"].mean()),
             "kl_lite0_blur": float(judge.blur["kl_efficientnet_lite0"].mean()),
             "kl_lite0_teacher": float(judge.teacher["kl_efficientnet_lite0"].mean())}
@@ -242,7 +255,7 @@ def run_distil(teacher: str | Path, dev: str | Path, out: str | Path, s: DistilS
         pred = net(x, torch.tensor([codec.normalized_qp(int(v)) for v in qp.tolist()]))
         # per crop ÷ (the teacher's step size)²: every QP weighs alike
         w = torch.tensor([refine_step_size(TEACHER_LR, codec, int(v)) ** -2 for v in qp.tolist()])
-        loss = ((pred - y) ** 2).mean(dim=(1, 2, 3)).mul(w).mean()
+        loss = s.mse_weight * ((pred - y) ** 2).mean(dim=(1, 2, 3)).mul(w).mean()
         if s.j_weight:
             loss = loss + s.j_weight * _real_j(pred, x, qp, j_codec, j_task, lam_of)
         opt.zero_grad(set_to_none=True)
@@ -292,7 +305,7 @@ def _jsonable(s: DistilSettings) -> dict[str, Any]:
 
 def _meta(s: DistilSettings, codec: Any, best: dict[str, Any], data: dict[str, Any], dev: dict[str, Any]) -> dict[str, Any]:
     return {"codec": codec.get_config(),
-            "recipe": {"stage": "distil", "teacher": "npp_refine (mobilenet_v2)", **_jsonable(s),
+            "recipe": {"stage": "distil", "teacher": "npp_refine shards" if s.mse_weight else "none (J alone)", **_jsonable(s),
                        "step": best["step"], "gain": best["gain"]},
             "fidelity": {"kind": "none", "note": "the student's change is fitted to the teacher's"},
             "metrics": {"dev": {k: v for k, v in best.items() if isinstance(v, (int, float))},
@@ -318,7 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--gains", type=float, nargs="+", default=list(d.gains))
     p.add_argument("--j-weight", type=float, default=d.j_weight,
-                   help="weight of the real codec's J (surrogate gradients; MobileNetV2 at training time only)")
+                   help="weight of the real codec's J (surrogate gradients; the task at training time only)")
+    p.add_argument("--mse-weight", type=float, default=d.mse_weight,
+                   help="weight of the squared error to the teacher's change (0 with --j-weight: J alone)")
+    p.add_argument("--j-task", default=d.j_task,
+                   help="the task of that J, e.g. mobilenet_v2+efficientnet_lite0 (needs its λ table)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resume later)")
@@ -333,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = DistilSettings(widths=tuple(args.widths), qa_hidden=args.qa_hidden, steps=args.steps, batch=args.batch,
                            crop=args.crop, lr=args.lr, lr_final=args.lr_final, ema=args.ema,
                            eval_every=args.eval_every, gains=tuple(args.gains), j_weight=args.j_weight,
-                           seed=args.seed)
+                           mse_weight=args.mse_weight, j_task=args.j_task, seed=args.seed)
         summary = run_distil(args.teacher, args.dev, args.out, s, resume=args.resume, threads=args.threads,
                              progress=not args.no_progress, max_steps=args.max_steps)
     except NppError as exc:
