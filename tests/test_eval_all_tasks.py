@@ -55,7 +55,7 @@ def test_all_tasks_in_one_command(folder, tmp_path, capsys):
     person_tasks = {"selfie_segmentation", "blazepose"} if mediapipe_unavailable_reason() is None else set()
     detectors = {"mtcnn", "centernet"} if model_available() else {"mtcnn"}  # centernet: fetched by the set-up
     classifiers = {"mobilenet_v2", "efficientnet_lite0", "efficientnet_lite2"}
-    assert set(res["tasks"]) == classifiers | detectors | person_tasks
+    assert set(res["tasks"]) == classifiers | detectors | person_tasks | {"mobilenet_v2_stem"}
     refs = res["reference"]
     for t in detectors:
         assert refs[t]["map"] == 1.0 and refs[t]["ap50"] == 1.0  # its own pseudo ground truth
@@ -68,7 +68,8 @@ def test_all_tasks_in_one_command(folder, tmp_path, capsys):
     rows = res["transfer"]["rows"]
     assert res["transfer"]["anchors"] == ["plain", "blur05"]
     measures = {(r["task"], r["measure"]) for r in rows}
-    assert {("mobilenet_v2", "top-1 agreement"), ("mtcnn", "mAP@[.5:.95]"), ("mtcnn", "AP50")} <= measures
+    assert {("mobilenet_v2", "top-1 agreement"), ("mtcnn", "mAP@[.5:.95]"), ("mtcnn", "AP50"),
+            ("mobilenet_v2_stem", "feature fidelity")} <= measures
     if person_tasks:
         assert {("blazepose", "OKS"), ("blazepose", "PCK@0.05"), ("selfie_segmentation", "mask IoU")} <= measures
         assert all(r["images"] == 4 for r in rows if r["task"] in person_tasks)

@@ -27,6 +27,7 @@ _NAMES = {
     ("segmentation", "score"): "mask IoU",
     ("pose", "score"): "OKS",
     ("pose", "pck"): "PCK@0.05",
+    ("features", "score"): "feature fidelity",
 }
 
 

