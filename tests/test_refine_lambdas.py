@@ -262,7 +262,7 @@ def test_a_bare_qp_lambda_file_still_works(tmp_path):
 
 def test_shipped_tables_load_and_mobilenet_v2_keeps_the_blur_tables_lambdas():
     shipped = {p.stem: read_table(p, task=p.stem) for p in shipped_dir().glob("*.json")}
-    assert set(shipped) == {"mobilenet_v2", "efficientnet_lite0", "mobilenet_v2+efficientnet_lite0"}
+    assert set(shipped) == {"mobilenet_v2", "efficientnet_lite0", "mobilenet_v2+efficientnet_lite0", "mobilenet_v2_stem"}
     blur = TunedBlur()
     assert shipped["mobilenet_v2"].lambdas == blur.lambdas  # exactly: npp_refine's default is unchanged
     assert TaskRefine(base=None, steps=1).lambdas == blur.lambdas
