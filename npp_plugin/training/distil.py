@@ -16,9 +16,9 @@ crop divided by the square of the teacher's step size at that crop's QP (the cha
 with the quantiser step; this weighs every QP alike), times ``--mse-weight``; plus
 ``--j-weight`` times the real codec's J of the student's output for ``--j-task`` (BPG fast,
 gradients from the analytic surrogates, the task at training time only). ``--mse-weight 0
---j-weight 1`` trains end to end on J alone, the teacher's pixels unused. The teacher's change is noise-like and
-only partly predictable from the image, so a squared-error fit predicts it shrunk towards
-zero: the output ``gain`` (``NppConfig.gain``) scales the change back up, chosen on the
+--j-weight 1`` trains end to end on J alone, the teacher's pixels unused. The teacher's
+change is noise-like and only partly predictable from the image, so a squared-error fit
+predicts it shrunk towards zero: the output ``gain`` (``NppConfig.gain``) scales the change back up, chosen on the
 development crops by the real J.
 
 Judged by the real codec, not by the distance to the teacher: every ``--eval-every`` steps
@@ -214,7 +214,8 @@ def run_distil(teacher: str | Path, dev: str | Path, out: str | Path, s: DistilS
     step, best = 0, {"J": math.inf}
     if resume and ckpt_path.is_file():
         ck = load_tagged(ckpt_path, CKPT_FORMAT, who="npp distil", what="a distillation checkpoint")
-        if ck["settings"] != _jsonable(s):
+        # a checkpoint from before a setting existed ran with that setting's default
+        if {**_jsonable(DistilSettings()), **ck["settings"]} != _jsonable(s):
             msg = f"npp distil: {str(ckpt_path)!r} was made with other settings; use another --out"
             raise InvalidArgumentError(msg, argument="out", allowed="a fresh folder, or the same settings")
         net.load_state_dict(ck["net"])
@@ -307,7 +308,8 @@ def _meta(s: DistilSettings, codec: Any, best: dict[str, Any], data: dict[str, A
     return {"codec": codec.get_config(),
             "recipe": {"stage": "distil", "teacher": "npp_refine shards" if s.mse_weight else "none (J alone)", **_jsonable(s),
                        "step": best["step"], "gain": best["gain"]},
-            "fidelity": {"kind": "none", "note": "the student's change is fitted to the teacher's"},
+            "fidelity": {"kind": "none", "note": "the student's change is fitted to the teacher's" if s.mse_weight
+                         else "trained on the real codec's J alone"},
             "metrics": {"dev": {k: v for k, v in best.items() if isinstance(v, (int, float))},
                         "train_crops": int(data["x"].shape[0]), "dev_crops": int(dev["x"].shape[0]),
                         "train_photos": len(set(data["photos"])), "dev_photos": len(set(dev["photos"]))}}
