@@ -69,3 +69,5 @@ def test_refine_finds_the_shipped_table_and_never_loses_to_the_blur(crops, monke
     p = npp_plugin.get_preprocessor("npp_refine", task="mobilenet_v2_stem", steps=2)
     r = p.refine(crops[:, :, :64, :64], codec=npp_plugin.get_codec("bpg", fast=True), qp=34)
     assert bool((r.j <= r.j_base).all()) and float(r.lam) == pytest.approx(table.lambdas[34])
+    # the kept iterate comes back as the 8-bit pixels the codec codes
+    torch.testing.assert_close(r.images.mul(255).round().div(255), r.images, rtol=0, atol=0)

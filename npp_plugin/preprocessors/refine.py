@@ -15,7 +15,8 @@ Forward values are the real codec's bits and reconstruction; gradients come from
 surrogates (:func:`~npp_plugin.surrogates.surrogate_grad`: squared-log rate model,
 codec-masked Jacobian). Of the iterates, each image keeps the one with the lowest real J, the
 base's output included, so for the codec it is given the result is never worse than the base
-on that J (the codec is deterministic and the output is coded from the same float pixels).
+on that J (the codec is deterministic, and the kept iterate is returned as the 8-bit pixels
+its encode codes).
 ``inner`` runs the loop's round trips at a cheaper codec setting (the choice is then by that
 setting's J) and ``select=False`` skips scoring the last iterate: the speed–gain trade-off
 is measured in docs/results.md.
@@ -248,7 +249,8 @@ class TaskRefine(Preprocessor):
             z.clamp_(0, 1)
             del x
             npx = z.shape[-1] * z.shape[-2]
-            best = z.clone() if self.select else None
+            # the kept iterate as the codec will code it (8-bit, rounded as encode rounds): ¼ the memory
+            best = _quantized(z) if self.select else None
             adam = _Adam(z, lr, keep_state=self.steps > 1)
             first = best_real = None
             for it in range(self.steps + self.select):
@@ -265,7 +267,9 @@ class TaskRefine(Preprocessor):
                     first, best_real = real_j.clone(), real_j.clone()
                 elif self.select:
                     better = real_j[0] < best_real[0]
-                    best[better], best_real[:, better] = z[better], real_j[:, better]
+                    for i in better.nonzero().flatten().tolist():
+                        _quantized(z[i], out=best[i])
+                    best_real[:, better] = real_j[:, better]
                 if last:
                     break
                 with torch.enable_grad():
@@ -279,6 +283,9 @@ class TaskRefine(Preprocessor):
                 del g_seen, real
             if not self.select:
                 best, best_real = z, torch.full_like(first, float("nan"))
+            else:
+                del adam, z
+                best = best.to(torch.float32).div_(255)
         f, b = first.double().cpu(), best_real.double().cpu()
         return Refined(best.to(device=batch.device, dtype=batch.dtype), lam, f[0], b[0], f[1], b[1], f[2], b[2])
 
@@ -319,6 +326,17 @@ class TaskRefine(Preprocessor):
                 "lambdas": {str(k): v for k, v in self.lambdas.items()}, "rate": self.rate,
                 "jacobian": self.jacobian, "inner": self.inner, "select": self.select,
                 "task_pixels": self.task_pixels, "max_pixels": self.max_pixels}
+
+
+def _quantized(z: torch.Tensor, *, out: torch.Tensor | None = None, rows: int = 256) -> torch.Tensor:
+    """``z`` (in [0, 1]) as the codec's encode rounds it to 8 bits (``round(255·z)``, half to
+    even), written into ``out`` (uint8) band by band, so no full-size float copy is made."""
+    import torch
+
+    out = torch.empty(z.shape, dtype=torch.uint8, device=z.device) if out is None else out
+    for a in range(0, z.shape[-2], rows):
+        out[..., a:a + rows, :] = z[..., a:a + rows, :].mul(255.0).round_()
+    return out
 
 
 class _Adam:
