@@ -22,6 +22,7 @@ from .errors import InvalidArgumentError, ShapeError
 __all__ = [
     "check_image_batch",
     "is_tensor",
+    "quantize_uint8",
     "tensor_batch_to_uint8",
     "to_float_batch",
     "to_uint8_rgb",
@@ -163,13 +164,24 @@ def check_image_batch(batch: Any, *, who: str, codec: str | None = None, values:
 def tensor_batch_to_uint8(batch: Any, *, codec: str | None = None, check: bool = True) -> np.ndarray:
     """(N, 3, H, W) float tensor in [0, 1] → (N, H, W, 3) uint8 numpy array (rounded half to
     even). ``check=False`` skips :func:`check_image_batch` for a batch already checked."""
-    import torch
 
     if check:
         check_image_batch(batch, who=codec or "codec", codec=codec)
-    x = batch.detach()
-    u8 = (x.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    u8 = quantize_uint8(batch.detach().float())
     return np.ascontiguousarray(u8.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def quantize_uint8(t: Any, *, out: Any = None, rows: int = 256):
+    """A float tensor in [0, 1] (clamped) as 8-bit samples, ``round(255·t)`` half to even:
+    the one rounding every codec's encode applies to float input. Written into ``out``
+    (uint8, same shape; new if None) ``rows`` rows at a time, so no full-size float copy is
+    made of a large picture."""
+    import torch
+
+    out = torch.empty(t.shape, dtype=torch.uint8, device=t.device) if out is None else out
+    for a in range(0, t.shape[-2], rows):
+        out[..., a : a + rows, :] = t[..., a : a + rows, :].clamp(0, 1).mul_(255.0).round_()
+    return out
 
 
 def uint8_to_tensor_batch(arrays: np.ndarray | list[np.ndarray], *, like: Any = None):

@@ -265,6 +265,9 @@ def surrogate_grad_bands(
     step = codec_steps(codec, qp)
     chroma = chroma_format(codec)
     bands = _bands(x_bar.shape[-2], rows)
+    # The rate model runs twice per band (here without a graph, below with one): the bits'
+    # scale needs every band's score before any band's gradient, and keeping the gradients
+    # until then would hold a full-size plane, which banding is for.
     with torch.no_grad():
         n_score = sum(rate_model(x_bar[..., a:b, :], step=step, kind=rate, chroma=chroma) for a, b in bands)
         scale = real_bits.to(n_score) / n_score.clamp_min(1e-6) * torch.as_tensor(bits_weight).to(n_score)

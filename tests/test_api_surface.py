@@ -38,8 +38,8 @@ PUBLIC = {
         "npp_register_tasks",
     ],
     "npp_plugin.images": [
-        "check_image_batch", "is_tensor", "tensor_batch_to_uint8", "to_float_batch", "to_uint8_rgb",
-        "uint8_to_tensor_batch",
+        "check_image_batch", "is_tensor", "quantize_uint8", "tensor_batch_to_uint8", "to_float_batch",
+        "to_uint8_rgb", "uint8_to_tensor_batch",
     ],
     "npp_plugin.plugins": [
         "DEFAULT_PLUGINS", "PluginHost", "PluginInfo", "PluginWarning", "default_host",

@@ -229,6 +229,7 @@ class TaskRefine(Preprocessor):
         With ``select=False`` the kept iterate is not scored: its J, bits and loss are NaN."""
         import torch
 
+        from ..images import quantize_uint8
         from ..surrogates import surrogate_grad_bands
 
         h, w = batch.shape[-2:]
@@ -244,13 +245,12 @@ class TaskRefine(Preprocessor):
             x = batch.detach().to(device=device, dtype=torch.float32)
             ref = self._runner.reference(self._task_view(x))
             # projected Adam on z, from the base's output, kept in [0, 1]: z is the codec input
-            z = x.clamp(0, 1) if self.base is None else self.base(x, codec=codec, qp=qp)
-            z = z if z is not x else z.clone()  # never write into the caller's batch
-            z.clamp_(0, 1)
+            z = x if self.base is None else self.base(x, codec=codec, qp=qp)
+            z = (z.clone() if z is x else z).clamp_(0, 1)  # never write into the caller's batch
             del x
             npx = z.shape[-1] * z.shape[-2]
-            # the kept iterate as the codec will code it (8-bit, rounded as encode rounds): ¼ the memory
-            best = _quantized(z) if self.select else None
+            # the kept iterate as the codec's encode will round it to 8 bits: ¼ the memory
+            best = quantize_uint8(z) if self.select else None
             adam = _Adam(z, lr, keep_state=self.steps > 1)
             first = best_real = None
             for it in range(self.steps + self.select):
@@ -268,14 +268,14 @@ class TaskRefine(Preprocessor):
                 elif self.select:
                     better = real_j[0] < best_real[0]
                     for i in better.nonzero().flatten().tolist():
-                        _quantized(z[i], out=best[i])
+                        quantize_uint8(z[i], out=best[i])
                     best_real[:, better] = real_j[:, better]
                 if last:
                     break
                 with torch.enable_grad():
                     (g_seen,) = torch.autograd.grad(lam * loss.sum(), seen)
                 del loss, seen
-                real = real.mul_(255).round_().to(torch.uint8)  # decoded 8-bit: exact, ¼ the memory
+                real = quantize_uint8(real)  # the decoded 8-bit samples: exact, ¼ the memory
                 adam.begin()
                 for a, b, g in surrogate_grad_bands(z, real, bits, self._view_grad(g_seen, z.shape), codec=codec, qp=qp,
                                                     bits_weight=1.0 / npx, rate=self.rate, jacobian=self.jacobian):
@@ -326,17 +326,6 @@ class TaskRefine(Preprocessor):
                 "lambdas": {str(k): v for k, v in self.lambdas.items()}, "rate": self.rate,
                 "jacobian": self.jacobian, "inner": self.inner, "select": self.select,
                 "task_pixels": self.task_pixels, "max_pixels": self.max_pixels}
-
-
-def _quantized(z: torch.Tensor, *, out: torch.Tensor | None = None, rows: int = 256) -> torch.Tensor:
-    """``z`` (in [0, 1]) as the codec's encode rounds it to 8 bits (``round(255·z)``, half to
-    even), written into ``out`` (uint8) band by band, so no full-size float copy is made."""
-    import torch
-
-    out = torch.empty(z.shape, dtype=torch.uint8, device=z.device) if out is None else out
-    for a in range(0, z.shape[-2], rows):
-        out[..., a:a + rows, :] = z[..., a:a + rows, :].mul(255.0).round_()
-    return out
 
 
 class _Adam:

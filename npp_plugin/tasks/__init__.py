@@ -35,7 +35,7 @@ from ..errors import InvalidArgumentError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["EvaluationTask", "Task", "check_batch", "freeze", "require_trainable"]
+__all__ = ["EvaluationTask", "Task", "check_batch", "freeze", "fused_channels_last", "require_trainable"]
 
 
 class Task(ABC):
@@ -123,6 +123,21 @@ def freeze(module: Any) -> Any:
     for p in module.parameters():
         p.requires_grad_(False)
     return module
+
+
+def fused_channels_last(net: Any) -> Any:
+    """A traced copy of ``net`` with each batch norm folded into its convolution, in
+    channels-last memory: the same outputs up to float rounding, forward and backward faster
+    on CPU. None where the network cannot be traced. Its tensors serve autograd (made
+    outside inference mode), as the loops that run such copies need."""
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    with torch.inference_mode(False):
+        try:
+            return fuse(net).to(memory_format=torch.channels_last)
+        except Exception:  # an untraceable network: the caller runs it as it is
+            return None
 
 
 def check_batch(batch: Any, task: str) -> None:

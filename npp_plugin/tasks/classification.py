@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidArgumentError, ShapeError, WeightsError
-from . import Task, check_batch, check_reduction, freeze, reduce
+from . import Task, check_batch, check_reduction, freeze, fused_channels_last, reduce
 
 __all__ = ["ClassifierEnsemble", "ImageClassifier", "efficientnet_lite0", "efficientnet_lite2", "load_state_dict", "mobilenet_v2"]
 
@@ -130,13 +130,10 @@ class ImageClassifier(Task):
         backward a quarter to a third faster on CPU. For loops that only need logits and
         their gradients (``npp_refine``); its ``net`` is a traced graph, without the
         original's submodules. Returns ``self`` where the network cannot be traced."""
-        from torch.fx.experimental.optimization import fuse
-
+        net = fused_channels_last(self.net)
+        if net is None:
+            return self
         with torch.inference_mode(False):  # its tensors must serve autograd later
-            try:
-                net = fuse(self.net).to(memory_format=torch.channels_last)
-            except Exception:  # an untraceable network: run it as it is
-                return self
             out = ImageClassifier(net, name=self.name, mean=tuple(self._mean.flatten().tolist()),
                                   std=tuple(self._std.flatten().tolist()), size=self.size, device=self.device,
                                   weights=self.weights)

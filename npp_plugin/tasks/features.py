@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import InvalidArgumentError
-from . import Task, check_batch, check_reduction, freeze, reduce
+from . import Task, check_batch, check_reduction, freeze, fused_channels_last, reduce
 
 __all__ = ["FeatureStem", "mobilenet_v2_stem"]
 
@@ -65,13 +65,10 @@ class FeatureStem(Task):
     def fused(self) -> FeatureStem:
         """A copy with each batch norm folded into its convolution, channels-last: the same
         features up to float rounding, faster on CPU (what ``npp_refine`` runs)."""
-        from torch.fx.experimental.optimization import fuse
-
-        with torch.inference_mode(False):
-            try:
-                net = fuse(self.net).to(memory_format=torch.channels_last)
-            except Exception:  # an untraceable network: run it as it is
-                return self
+        net = fused_channels_last(self.net)
+        if net is None:
+            return self
+        with torch.inference_mode(False):  # its tensors must serve autograd later
             out = FeatureStem(net, name=self.name, mean=tuple(self._mean.flatten().tolist()),
                               std=tuple(self._std.flatten().tolist()), device=self.device, config=self._config)
         out._channels_last = True

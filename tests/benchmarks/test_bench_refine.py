@@ -102,13 +102,10 @@ def _photo(megapixels: float):
 
 _CHILD = """
 import json, resource, sys, time
-import numpy as np
-from PIL import Image
 import npp_plugin
-mp, variant, options = float(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
-from tests.benchmarks.test_bench_refine import _photo
-img = _photo(mp)
-prep = None if variant == "plain" else npp_plugin.get_preprocessor(variant.split("-")[0], **options)
+from tests.benchmarks.test_bench_refine import _photo, _preprocessor
+mp, variant = float(sys.argv[1]), sys.argv[2]
+img, prep = _photo(mp), _preprocessor(variant)
 t = time.perf_counter()
 npp_plugin.get_codec("bpg").encode(img, qp=34, preprocess=prep)
 print(json.dumps({"seconds": time.perf_counter() - t,
@@ -120,13 +117,12 @@ print(json.dumps({"seconds": time.perf_counter() - t,
 @pytest.mark.parametrize("variant", ["plain", "blur_tuned", "npp_refine", "npp_refine-1step-fastloop"])
 def test_peak_rss(benchmark, megapixels, variant):
     """Peak RSS of one BPG encode in a fresh process (target for npp_refine: < 1.5 GB at 12 MP)."""
-    options = json.dumps(REFINE.get(variant, {}))
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("NPP_BENCH_THREADS", "1")}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     def run():
         # through a forking shell: Linux carries a parent's peak RSS into a child exec'd from it
-        cmd = ["bash", "-c", '"$@"; exit $?', "sh", sys.executable, "-c", _CHILD, str(megapixels), variant, options]
+        cmd = ["bash", "-c", '"$@"; exit $?', "sh", sys.executable, "-c", _CHILD, str(megapixels), variant]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
