@@ -8,6 +8,9 @@
  * npp_plugin.images does with torch (clamp to [0, 1], * 255 in float32, round half to
  * even; back: / 255 in float32), so both routes give identical tensors. */
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -20,7 +23,8 @@
 typedef struct {
     const float *in;
     int64_t s[4];      /* element strides of in: image, channel, row, column */
-    float *out;
+    float *out;        /* float32 output, or NULL and: */
+    uint8_t *out_u8;   /* the decoded 8-bit samples, planar */
     uint64_t *bytes;
     int n, height, width, qp;
     atomic_int next;   /* the next image to take */
@@ -123,6 +127,18 @@ static void to_float(const uint8_t *rgb, size_t hw, float *chw)
     }
 }
 
+/* Interleaved 8-bit RGB to 8-bit planes (the decoded samples themselves). */
+BPG_HOT
+static void to_planes(const uint8_t *rgb, size_t hw, uint8_t *chw)
+{
+    uint8_t *r = chw, *g = chw + hw, *b = chw + 2 * hw;
+    for (size_t i = 0; i < hw; i++) {
+        r[i] = rgb[3 * i];
+        g[i] = rgb[3 * i + 1];
+        b[i] = rgb[3 * i + 2];
+    }
+}
+
 static int one_image(batch_job *job, npp_bpg_encoder *enc, int k, uint8_t *rgb, char **errmsg)
 {
     const size_t hw = (size_t)job->height * job->width;
@@ -142,7 +158,10 @@ static int one_image(batch_job *job, npp_bpg_encoder *enc, int k, uint8_t *rgb, 
     free(bs);
     if (rc)
         return rc;
-    to_float(rgb, hw, job->out + 3 * hw * k);
+    if (job->out)
+        to_float(rgb, hw, job->out + 3 * hw * k);
+    else
+        to_planes(rgb, hw, job->out_u8 + 3 * hw * k);
     job->bytes[k] = len;
     return NPP_BPG_OK;
 }
@@ -175,14 +194,13 @@ static void *worker(void *p)
     return NULL;
 }
 
-NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
-                                     const float *in, const int64_t in_strides[4], int n,
-                                     int height, int width, int qp, float *out, uint64_t *bytes,
-                                     char **errmsg)
+static int roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders, const float *in,
+                           const int64_t in_strides[4], int n, int height, int width, int qp,
+                           float *out, uint8_t *out_u8, uint64_t *bytes, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
-    if (!encoders || !in || !out || !bytes)
+    if (!encoders || !in || !(out || out_u8) || !bytes)
         return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
     if (n < 0 || n_encoders < 1 || height < 1 || width < 1)
         return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT,
@@ -193,7 +211,13 @@ NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_enc
             return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: encoder %d is NULL", t);
     if (n == 0)
         return NPP_BPG_OK;
-    batch_job job = {.in = in, .out = out, .bytes = bytes, .n = n,
+#ifdef __GLIBC__
+    /* Before a large picture's x265 and decoder buffers: return the heap the caller freed
+     * (glibc keeps it; a refinement's band-by-band temporaries leave about 100 MB at 12 MP). */
+    if ((uint64_t)height * (uint64_t)width > BPG_KEEP_X265_PIXELS)
+        malloc_trim(0);
+#endif
+    batch_job job = {.in = in, .out = out, .out_u8 = out_u8, .bytes = bytes, .n = n,
                      .height = height, .width = width, .qp = qp};
     const int64_t hw = (int64_t)height * width;
     const int64_t contiguous[4] = {3 * hw, hw, width, 1};
@@ -225,4 +249,32 @@ NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_enc
         return job.status;
     }
     return NPP_BPG_OK;
+}
+
+NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_encoders,
+                                     const float *in, const int64_t in_strides[4], int n,
+                                     int height, int width, int qp, float *out, uint64_t *bytes,
+                                     char **errmsg)
+{
+    if (!out) {
+        if (errmsg)
+            *errmsg = NULL;
+        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
+    }
+    return roundtrip_batch(encoders, n_encoders, in, in_strides, n, height, width, qp, out, NULL,
+                           bytes, errmsg);
+}
+
+NPP_API(int) npp_bpg_roundtrip_batch_u8(npp_bpg_encoder *const *encoders, int n_encoders,
+                                        const float *in, const int64_t in_strides[4], int n,
+                                        int height, int width, int qp, uint8_t *out,
+                                        uint64_t *bytes, char **errmsg)
+{
+    if (!out) {
+        if (errmsg)
+            *errmsg = NULL;
+        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
+    }
+    return roundtrip_batch(encoders, n_encoders, in, in_strides, n, height, width, qp, NULL, out,
+                           bytes, errmsg);
 }

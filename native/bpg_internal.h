@@ -72,6 +72,10 @@ void buf_free(bpg_buf *b);
 
 /* ---- bit reader / writer (MSB first) --------------------------------------------- */
 
+/* Pictures above this many pixels close their x265 instance after each encode, and batch
+ * round trips of them start by returning freed heap to the system (glibc). */
+#define BPG_KEEP_X265_PIXELS (1u << 21)
+
 typedef struct {
     const uint8_t *p;
     size_t nbits, pos;

@@ -35,7 +35,7 @@ extern "C" {
 
 #define NPP_BPG_VERSION "1.0.0"
 /* Bumped whenever a struct below or a prototype changes (checked by the loader). */
-#define NPP_BPG_ABI 6
+#define NPP_BPG_ABI 7
 
 /* Status codes (the return value of every fallible call). */
 enum {
@@ -178,6 +178,13 @@ NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_enc
                                      const float *in, const int64_t in_strides[4], int n,
                                      int height, int width, int qp, float *out, uint64_t *bytes,
                                      char **errmsg);
+
+/* The same, writing the decoded 8-bit samples to out as contiguous uint8 (N, 3, H, W):
+ * a quarter of the float output's memory, for callers that keep the decoded image. */
+NPP_API(int) npp_bpg_roundtrip_batch_u8(npp_bpg_encoder *const *encoders, int n_encoders,
+                                        const float *in, const int64_t in_strides[4], int n,
+                                        int height, int width, int qp, uint8_t *out,
+                                        uint64_t *bytes, char **errmsg);
 
 /* Which lambda tables x265 uses for this bit depth (state of npp_bpg_x265_lambda). */
 enum {

@@ -338,6 +338,8 @@ class Codec(ABC):
                 is, filtered, then rounded to 8 bits once).
             **options: per-call overrides of this codec's ``params``.
         """
+        import torch
+
         qp = self.validate_qp(qp)
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self.require_available()
@@ -345,7 +347,12 @@ class Codec(ABC):
             rgb = to_uint8_rgb(image, codec=self.name)
             self.validate_size(width=rgb.shape[1], height=rgb.shape[0])
         else:
-            batch = to_float_batch(image, codec=self.name)
+            if is_tensor(image):
+                batch = to_float_batch(image, codec=self.name)
+            else:  # 8-bit pixels: the preprocessor makes (and may drop early) the float copy
+                with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image)
+                    warnings.simplefilter("ignore", UserWarning)  # is only read here
+                    batch = torch.from_numpy(to_uint8_rgb(image, codec=self.name)).permute(2, 0, 1)[None]
             batch = self._filtered(batch, qp, preprocess)
             rgb = tensor_batch_to_uint8(batch, codec=self.name, check=False)[0]
         return self._run_encode(rgb, qp, opts)
@@ -362,17 +369,20 @@ class Codec(ABC):
 
     def _filtered(self, batch: torch.Tensor, qp: int, preprocess: Any) -> torch.Tensor:
         """The one pre-encode step of ``encode`` and ``roundtrip``: check the size, run the
-        preprocessor on the float batch (it checks its input and clamps its output), and
-        check what it returned unless this codec checks values while converting."""
+        preprocessor on the float batch (it checks its input and clamps its output) or on
+        ``encode``'s 8-bit pixels (``Preprocessor.filter_uint8``), and check what it returned
+        unless this codec checks values while converting."""
         import torch
 
         from .preprocessors.base import resolve_preprocessor
 
         prep = resolve_preprocessor(preprocess)
-        check_image_batch(batch, who=self.name, codec=self.name, values=False)
+        u8 = batch.dtype == torch.uint8
+        if not u8:
+            check_image_batch(batch, who=self.name, codec=self.name, values=False)
         self.validate_size(width=batch.shape[3], height=batch.shape[2])
         with torch.inference_mode():
-            out = prep(batch, codec=self, qp=qp)
+            out = prep.filter_uint8(batch, codec=self, qp=qp) if u8 else prep(batch, codec=self, qp=qp)
         check_image_batch(out, who=f"{self.name}: output of preprocessor {prep.name!r}", codec=self.name,
                           values=not self._checks_values_in_roundtrip)
         return out
@@ -460,6 +470,7 @@ class Codec(ABC):
         qp: int,
         preprocess: str | Preprocessor | None = None,
         workers: int | None = None,
+        dtype: torch.dtype | None = None,
         **options: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode and decode a batch through the real codec, optionally preprocessed first.
@@ -474,16 +485,25 @@ class Codec(ABC):
             preprocess: a registered preprocessor's name (``"npp"``, ``"blur05"``) or a
                 :class:`~npp_plugin.Preprocessor`, run on ``batch`` first; None: none.
             workers: parallel workers (default: one per core).
+            dtype: of the decoded images: None, ``batch``'s; ``torch.uint8``, the decoded
+                8-bit samples themselves (exact, a quarter of float32's memory, never held
+                as float on the way).
             **options: per-call overrides of this codec's ``params``.
 
         Returns:
-            ``(recon, bits)``: the decoded images (same shape, dtype and device as ``batch``)
-            and a float64 tensor (N,) of bitstream sizes in bits.
+            ``(recon, bits)``: the decoded images (same shape and device as ``batch``, its
+            dtype unless ``dtype`` says otherwise) and a float64 tensor (N,) of bitstream
+            sizes in bits.
         """
         if not is_tensor(batch):
             msg = f"{self.name}: roundtrip expects a torch tensor (N, 3, H, W), got {type(batch).__name__}"
             raise InvalidArgumentError(msg, codec=self.name, argument="batch", allowed="(N, 3, H, W) tensor")
+        import torch
+
         qp = self.validate_qp(qp)
+        if dtype is not None and not (dtype == torch.uint8 or isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            msg = f"{self.name}: roundtrip dtype must be None, torch.uint8 or a float dtype, got {dtype!r}"
+            raise InvalidArgumentError(msg, codec=self.name, argument="dtype", allowed="None, torch.uint8 or a float dtype")
         opts = {**self._config, **self._validate_options(options, defaults=False)}
         self.require_available()
         if preprocess is None:
@@ -493,19 +513,25 @@ class Codec(ABC):
             coded = batch
         else:
             coded = self._filtered(batch, qp, preprocess)
-        recon, bits = self._roundtrip_tensor(coded, qp, opts, workers)
-        return recon.to(device=batch.device, dtype=batch.dtype), bits
+        u8 = dtype == torch.uint8
+        # u8 only when asked: a subclass's override without it keeps working for floats
+        recon, bits = self._roundtrip_tensor(coded, qp, opts, workers, **({"u8": True} if u8 else {}))
+        return recon.to(device=batch.device, dtype=torch.uint8 if u8 else dtype or batch.dtype), bits
 
     def _roundtrip_tensor(
-        self, batch: torch.Tensor, qp: int, opts: dict[str, Any], workers: int | None
+        self, batch: torch.Tensor, qp: int, opts: dict[str, Any], workers: int | None, *, u8: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Round trip of a checked batch. Codecs with a native batch route override this;
-        the default converts to uint8 arrays and maps ``_roundtrip_arrays`` over threads."""
+        """Round trip of a checked batch (``u8``: the decoded samples as a uint8 tensor).
+        Codecs with a native batch route override this; the default converts to uint8
+        arrays and maps ``_roundtrip_arrays`` over threads."""
         import torch
 
         arrays = tensor_batch_to_uint8(batch, codec=self.name, check=False)
         results = self._roundtrip_arrays(list(arrays), qp, opts, workers)
-        recon = uint8_to_tensor_batch([r for r, _ in results], like=batch)
+        if u8:
+            recon = torch.from_numpy(np.stack([r for r, _ in results])).permute(0, 3, 1, 2).contiguous()
+        else:
+            recon = uint8_to_tensor_batch([r for r, _ in results], like=batch)
         bits = torch.tensor([8.0 * n for _, n in results], dtype=torch.float64)
         return recon, bits
 

@@ -398,6 +398,27 @@ def test_pooled_encoders_give_one_shot_bytes_whatever_they_encoded_before(photo)
                 assert codec.encode(crop, qp=qp) == one_shot
 
 
+def test_pictures_above_2_mp_close_x265_after_each_encode_and_code_the_same(photo):
+    """Above 2 MP the encoder closes its x265 instance after each picture (an idle one
+    holds about 28 bytes per pixel) and opens a new one for the next: the same file each
+    time, the same as a one-shot encoder's, and the batch route's decode matches."""
+    from npp_plugin._native import binding as _lib
+
+    big = np.ascontiguousarray(np.tile(photo, (6, 8, 1))[:1216, :1760])  # 2.14 MP > 2^21
+    assert big.shape[0] * big.shape[1] > 1 << 21
+    codec = BpgCodec(fast=True)
+    first, second = codec.encode(big, qp=37), codec.encode(big, qp=37)
+    params = codec._native_params(37, dict(codec._config))
+    ptr, n = BpgCodec._encode_raw(_lib.get_lib(), big, params)
+    try:
+        assert first == second == _lib.ctypes.string_at(ptr.value, n.value)
+    finally:
+        _lib.get_lib().npp_bpg_free(ptr)
+    samples, bits = codec.roundtrip(torch.from_numpy(big).permute(2, 0, 1)[None].float() / 255, qp=37, dtype=torch.uint8)
+    assert bits.item() == 8 * len(first)
+    assert np.array_equal(samples[0].permute(1, 2, 0).numpy(), codec.decode(first))
+
+
 def test_hash_option_adds_a_verified_md5_sei(small):
     codec = BpgCodec(hash=True, fast=True)
     data = codec.encode(small, qp=30)

@@ -111,6 +111,10 @@ def test_input_kinds_give_the_same_stream(name, photo):
     flipped = photo[:, ::-1]
     assert not flipped.flags.c_contiguous
     assert codec.encode(flipped, qp=34) == codec.encode(np.ascontiguousarray(flipped), qp=34)
+    # preprocessed: 8-bit input goes through Preprocessor.filter_uint8, a float tensor as it is
+    blurred = codec.encode(t, qp=34, preprocess="blur_tuned")
+    assert codec.encode(photo, qp=34, preprocess="blur_tuned") == blurred
+    assert codec.encode(Image.fromarray(photo), qp=34, preprocess="blur_tuned") == blurred
 
 
 def test_config_roundtrip_and_equality():
@@ -130,3 +134,19 @@ def test_unavailable_backend_raises_typed_error(monkeypatch, photo):
     monkeypatch.setattr(type(codec), "unavailable_reason", classmethod(lambda cls: "libfoo missing; pip install foo"))
     with pytest.raises(CodecUnavailableError, match="jpeg.*libfoo missing"):
         codec.encode(photo, qp=30)
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_roundtrip_can_return_the_decoded_8_bit_samples(name, photo):
+    """``dtype=torch.uint8``: the decoded samples themselves, the float route's values × 255
+    exactly, the same bits; any other non-float dtype is refused by name."""
+    codec = _codec(name)
+    batch = torch.from_numpy(np.ascontiguousarray(photo[:96, :128])).permute(2, 0, 1)[None].float() / 255
+    recon, bits = codec.roundtrip(batch, qp=34)
+    samples, bits8 = codec.roundtrip(batch, qp=34, dtype=torch.uint8)
+    assert samples.dtype == torch.uint8 and samples.shape == batch.shape
+    assert torch.equal(bits8, bits)
+    assert torch.equal(samples.float() / 255, recon)
+    with pytest.raises(npp_plugin.errors.InvalidArgumentError, match="dtype") as err:
+        codec.roundtrip(batch, qp=34, dtype=torch.int16)
+    assert err.value.argument == "dtype"

@@ -230,3 +230,17 @@ def test_large_images_are_shown_to_the_task_at_its_input_size(task):
     view = torch.nn.functional.avg_pool2d
     want = bits.double() / (690 * 920) + r.lam * task.loss(view(rec, 3), task.reference(view(x, 3)), reduction="none").double()
     np.testing.assert_allclose(r.j_base.numpy(), want.numpy(), rtol=1e-5)
+
+
+def test_8_bit_input_refines_as_its_float_copy(task, crops):
+    """``encode`` hands an 8-bit image to the refinement as uint8 (so it can drop the float
+    copy after the base's pass): the same pixels, the same J, the same file."""
+    codec = npp_plugin.get_codec("bpg", fast=True)
+    p = TaskRefine(base="blur_tuned", task=task, steps=2)
+    u8 = crops.x[:1].mul(255).round().to(torch.uint8)
+    a = p.refine(u8, codec=codec, qp=34)
+    b = p.refine(u8.float() / 255, codec=codec, qp=34)
+    assert a.images.dtype == torch.float32 and torch.equal(a.images, b.images)
+    assert torch.equal(a.j, b.j) and torch.equal(a.j_base, b.j_base)
+    rgb = u8[0].permute(1, 2, 0).numpy()
+    assert codec.encode(rgb, qp=34, preprocess=p) == codec.encode(u8[0].float() / 255, qp=34, preprocess=p)

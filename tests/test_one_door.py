@@ -59,9 +59,9 @@ class DoorOnlyCodec(ZlibQuantCodec):
         msg = "evaluation must code through roundtrip, not decode"
         raise AssertionError(msg)
 
-    def _roundtrip_tensor(self, batch, qp, opts, workers):
+    def _roundtrip_tensor(self, batch, qp, opts, workers, **kw):
         self.batches += 1
-        return super()._roundtrip_tensor(batch, qp, opts, workers)
+        return super()._roundtrip_tensor(batch, qp, opts, workers, **kw)
 
 
 def _codecs():

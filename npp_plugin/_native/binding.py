@@ -62,7 +62,7 @@ __all__ = [
 #: Environment variable naming the library file to load instead of the packaged one.
 ENV_VAR = "NPP_BPG_LIBRARY"
 #: NPP_BPG_ABI in native/npp_bpg.h: the struct layouts and prototypes below match it.
-ABI = 6
+ABI = 7
 
 # Status codes and flags of native/npp_bpg.h.
 OK, ERR_ARGUMENT, ERR_NOMEM, ERR_CORRUPT, ERR_UNSUPPORTED, ERR_ENCODER, ERR_DECODER, ERR_LIMIT = range(8)
@@ -196,6 +196,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         c_void_p, errmsg,
     ]
     lib.npp_bpg_roundtrip_batch.restype = c_int
+    # int npp_bpg_roundtrip_batch_u8(... the same ..., uint8_t *out, uint64_t *bytes,
+    #                                char **errmsg);
+    lib.npp_bpg_roundtrip_batch_u8.argtypes = lib.npp_bpg_roundtrip_batch.argtypes
+    lib.npp_bpg_roundtrip_batch_u8.restype = c_int
     # int npp_bpg_x265_lambda(int bit_depth, int *state, char **errmsg);
     lib.npp_bpg_x265_lambda.argtypes = [c_int, POINTER(c_int), errmsg]
     lib.npp_bpg_x265_lambda.restype = c_int

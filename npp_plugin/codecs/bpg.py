@@ -53,7 +53,8 @@ class _EncoderPool:
     Opening x265 costs more than encoding a 256x256 picture at the fast setting (and
     x265 3.5 leaks ~1-2 kB per open), so encoders are kept between calls. A handle is
     lent to one thread at a time; at most ``max_keys`` configurations are kept (least
-    recently used dropped) with up to one idle handle per worker thread each.
+    recently used dropped) with up to one idle handle per worker thread each (for pictures
+    above 2 MP the native encoder closes its x265 instance after each picture itself).
     """
 
     def __init__(self, max_keys: int = 16) -> None:
@@ -315,8 +316,9 @@ class BpgCodec(Codec):
 
     # -- batches ------------------------------------------------------------------------
 
-    def _roundtrip_tensor(self, batch, qp: int, opts: dict[str, Any], workers: int | None):
-        """The whole batch in one native call (``npp_bpg_roundtrip_batch``): one C thread
+    def _roundtrip_tensor(self, batch, qp: int, opts: dict[str, Any], workers: int | None, *, u8: bool = False):
+        """The whole batch in one native call (``npp_bpg_roundtrip_batch``, or ``_u8``
+        writing the decoded samples as uint8): one C thread
         per core by default, each with its own pooled encoder, the GIL released throughout.
         The batch is read in place whatever its strides (a channels-last view of HWC images
         is not copied) and its values are checked on the way. The float <-> uint8
@@ -329,18 +331,19 @@ class BpgCodec(Codec):
         x = batch.detach().to(device="cpu", dtype=torch.float32)
         n, _, h, w = x.shape
         strides = (ctypes.c_int64 * 4)(*x.stride())
-        out = torch.empty((n, 3, h, w), dtype=torch.float32)
+        out = torch.empty((n, 3, h, w), dtype=torch.uint8 if u8 else torch.float32)
         nbytes = np.zeros(n, dtype=np.uint64)
         k = max(1, min(n, workers or default_workers()))
         with _POOL.borrow(self._native_params(qp, opts), (h, w), count=k) as encoders:
             handles = (native.EncoderRef * k)(*(e.handle for e in encoders))
             err, err_ref = native.new_errmsg()
-            status = lib.npp_bpg_roundtrip_batch(handles, k, x.data_ptr(), strides, n, h, w, qp,
-                                                 out.data_ptr(), nbytes.ctypes.data, err_ref)
+            call = lib.npp_bpg_roundtrip_batch_u8 if u8 else lib.npp_bpg_roundtrip_batch
+            status = call(handles, k, x.data_ptr(), strides, n, h, w, qp, out.data_ptr(), nbytes.ctypes.data,
+                          err_ref)
             # argument errors here are about the images: their values or their size
             native.check_status(lib, status, err, action="roundtrip", argument="image")
         bits = torch.from_numpy(nbytes.astype(np.float64) * 8.0)
-        return out.to(device=batch.device, dtype=batch.dtype), bits
+        return out if u8 else out.to(device=batch.device, dtype=batch.dtype), bits
 
 
 @hookimpl

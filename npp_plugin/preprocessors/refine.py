@@ -223,10 +223,16 @@ class TaskRefine(Preprocessor):
     def forward(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
         return self.refine(batch, codec=codec, qp=qp).images
 
+    def filter_uint8(self, images: torch.Tensor, *, codec: Codec, qp: int) -> torch.Tensor:
+        # refine makes the float copy of 8-bit input itself and drops it after the base's pass
+        return self.refine(images, codec=codec, qp=qp).images
+
     def refine(self, batch: torch.Tensor, *, codec: Codec, qp: int) -> Refined:
         """The refined images with the real J (and its bits and task loss) of the base's
         output and of the kept iterate, per image: what a teacher for distillation stores.
-        With ``select=False`` the kept iterate is not scored: its J, bits and loss are NaN."""
+        With ``select=False`` the kept iterate is not scored: its J, bits and loss are NaN.
+        ``batch`` may also be 8-bit samples (uint8, read as ``/ 255``; the images come back
+        float32): their float copy is then dropped once the base has run."""
         import torch
 
         from ..images import quantize_uint8
@@ -242,11 +248,15 @@ class TaskRefine(Preprocessor):
         device = getattr(self.task, "device", "cpu")
         with torch.inference_mode(False), torch.no_grad():
             # on the task network's device (the codec reads CPU tensors either way)
-            x = batch.detach().to(device=device, dtype=torch.float32)
+            owned = batch.dtype == torch.uint8  # x is then ours alone: freed after the base's pass
+            if owned:
+                x = batch.to(device=device).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+            else:
+                x = batch.detach().to(device=device, dtype=torch.float32)
             ref = self._runner.reference(self._task_view(x))
             # projected Adam on z, from the base's output, kept in [0, 1]: z is the codec input
             z = x if self.base is None else self.base(x, codec=codec, qp=qp)
-            z = (z.clone() if z is x else z).clamp_(0, 1)  # never write into the caller's batch
+            z = (z.clone() if z is x and not owned else z).clamp_(0, 1)  # never write into the caller's batch
             del x
             npx = z.shape[-1] * z.shape[-2]
             # the kept iterate as the codec's encode will round it to 8 bits: ¼ the memory
@@ -254,7 +264,8 @@ class TaskRefine(Preprocessor):
             adam = _Adam(z, lr, keep_state=self.steps > 1)
             first = best_real = None
             for it in range(self.steps + self.select):
-                real, bits = codec.roundtrip(z, qp=qp, workers=self.workers, **opts)
+                # the decoded 8-bit samples: exact, and a quarter of a float copy's memory
+                real, bits = codec.roundtrip(z, qp=qp, workers=self.workers, dtype=torch.uint8, **opts)
                 last = it == self.steps
                 with torch.enable_grad():
                     # the task's view of the decoded image: a leaf, so its gradient is small
@@ -275,7 +286,6 @@ class TaskRefine(Preprocessor):
                 with torch.enable_grad():
                     (g_seen,) = torch.autograd.grad(lam * loss.sum(), seen)
                 del loss, seen
-                real = quantize_uint8(real)  # the decoded 8-bit samples: exact, ¼ the memory
                 adam.begin()
                 for a, b, g in surrogate_grad_bands(z, real, bits, self._view_grad(g_seen, z.shape), codec=codec, qp=qp,
                                                     bits_weight=1.0 / npx, rate=self.rate, jacobian=self.jacobian):
@@ -287,19 +297,31 @@ class TaskRefine(Preprocessor):
                 del adam, z
                 best = best.to(torch.float32).div_(255)
         f, b = first.double().cpu(), best_real.double().cpu()
-        return Refined(best.to(device=batch.device, dtype=batch.dtype), lam, f[0], b[0], f[1], b[1], f[2], b[2])
+        dtype = batch.dtype if batch.is_floating_point() else torch.float32
+        return Refined(best.to(device=batch.device, dtype=dtype), lam, f[0], b[0], f[1], b[1], f[2], b[2])
 
     def _view_factor(self, h: int, w: int) -> int:
         return max(1, math.floor(math.sqrt(h * w / self.task_pixels)))
 
     def _task_view(self, x: torch.Tensor) -> torch.Tensor:
-        """What the task sees of ``x``: ``x``, or means over k×k blocks (k the largest
-        integer with at least ``task_pixels`` of them; the last h mod k rows and w mod k
-        columns are not seen)."""
+        """What the task sees of ``x`` (float in [0, 1], or 8-bit samples, read as
+        float32 ``/ 255`` a band of rows at a time): ``x``, or means over k×k blocks (k the
+        largest integer with at least ``task_pixels`` of them; the last h mod k rows and
+        w mod k columns are not seen)."""
+        import torch
         import torch.nn.functional as F
 
         k = self._view_factor(*x.shape[-2:])
-        return x if k == 1 else F.avg_pool2d(x, k)
+        if x.dtype != torch.uint8:
+            return x if k == 1 else F.avg_pool2d(x, k)
+        if k == 1:
+            return x.to(torch.float32).div_(255)
+        hk, wk = x.shape[-2] // k, x.shape[-1] // k
+        out = torch.empty((*x.shape[:-2], hk, wk), dtype=torch.float32, device=x.device)
+        rows = max(1, 256 // k)  # output rows per band: the float band stays small
+        for a in range(0, hk, rows):
+            out[..., a : a + rows, :] = F.avg_pool2d(x[..., a * k : (a + rows) * k, :].to(torch.float32).div_(255), k)
+        return out
 
     def _view_grad(self, g_seen: torch.Tensor, shape: torch.Size):
         """The gradient at full size of what the task saw: ``g_seen`` itself, or rows of it
