@@ -139,3 +139,35 @@ def test_x265_never_reads_past_the_planes_we_give_it(tmp_path):
     proc = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, f"status {proc.returncode}: {proc.stdout[-2000:]}"
     assert proc.stdout.strip().endswith("0 failures")
+
+
+def test_a_picture_the_stream_never_completes_is_refused_whatever_the_heap_holds():
+    """fuzz_decode's finding of 2026-12-07: with SAO on, libde265 decodes into planes it
+    allocates itself, unfilled, so CTBs a damaged stream never codes came out as whatever the
+    heap held (different pixels on every call, and a file the verification passed when two
+    calls' garbage agreed). With the heap made uniform (glibc's MALLOC_PERTURB_, as ASan's
+    allocator does), both passes agreed and the file decoded "cleanly"; now the completeness
+    scan refuses it, verified or not, at 8 and 16 bits."""
+    import os
+    import subprocess
+    import sys
+
+    path = REGRESSIONS / "fuzz_decode" / "incomplete-picture-in-unfilled-planes-256x256"
+    child = (
+        "import sys\n"
+        "from npp_plugin.codecs.bpg import BpgCodec\n"
+        "from npp_plugin.errors import CorruptStreamError\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "for wide in (False, True):\n"
+        "    try:\n"
+        "        BpgCodec().decode(data, high_bit_depth=wide)\n"
+        "    except CorruptStreamError as e:\n"
+        "        print('refused:', e)\n"
+        "    else:\n"
+        "        print('decoded')\n"
+    )
+    for perturb in ("0", "190"):
+        env = {**os.environ, "MALLOC_PERTURB_": perturb}
+        out = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True,
+                             env=env, cwd=ROOT, check=True, timeout=120).stdout.splitlines()
+        assert out == ["refused: bpg: HEVC data ends before the picture is complete (CTB 3,1 and later not decoded)"] * 2, out
