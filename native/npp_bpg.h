@@ -138,7 +138,9 @@ NPP_API(int) npp_bpg_get_info(const uint8_t *data, size_t len, npp_bpg_info *inf
 
 /* Decoding flags. VERIFY decodes twice to detect slice data cut short, which libde265
  * does not report (it reads zeros past the end): use it for files from outside, not
- * for bitstreams just produced by npp_bpg_encode. Costs a second HEVC decode.
+ * for bitstreams just produced by npp_bpg_encode. Costs a second HEVC decode. (Every
+ * decode of a file from outside also checks that each CTB was decoded, in one more
+ * pass without SAO when the stream has SAO.)
  * CHECK_ONLY parses and checks the file up to its HEVC data (header, pixel limit, a data
  * length that can hold the picture), fills *info and decodes nothing: out may be NULL. */
 #define NPP_BPG_DECODE_VERIFY 1
