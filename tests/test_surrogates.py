@@ -155,6 +155,28 @@ def test_check_prefers_the_squared_log_to_the_log_model():
     assert sq["blur0.5"]["real_dbits_rel"] < -0.1 < 0.1 < sq["unsharp"]["real_dbits_rel"]
 
 
+@pytest.mark.parametrize(("codec_name", "options"), [("bpg", {}), ("bpg", {"chroma": "444"}),
+                                                    ("jpeg", {"chroma": "422"}), ("jpeg", {})])
+@pytest.mark.parametrize("rate", ["log", "sqlog", "sigcount"])
+@pytest.mark.parametrize("jacobian", ["identity", "soft", "masked"])
+def test_the_analytic_gradient_is_autograds(codec_name, options, rate, jacobian):
+    """surrogate_grad computes the surrogates' gradient by their adjoints, not autograd:
+    the same numbers for every rate model, Jacobian, chroma format and step table (JPEG's),
+    on a picture whose sides are not multiples of 8 or 16."""
+    import npp_plugin
+    from npp_plugin.surrogates import surrogate_grad, surrogate_step
+
+    codec = npp_plugin.get_codec(codec_name, **options)
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 45, 61, generator=g), 3, 1, 1).requires_grad_(True)
+    st = surrogate_step(x, codec=codec, qp=34, rate=rate, jacobian=jacobian)
+    w = torch.randn(x.shape, generator=g)
+    (whole,) = torch.autograd.grad((st.bits / 1000.0).sum() + (st.x_hat * w).sum(), x)
+    ours = surrogate_grad(x.detach(), st.real_x_hat, st.real_bits, w, codec=codec, qp=34, bits_weight=1e-3,
+                          rate=rate, jacobian=jacobian)
+    torch.testing.assert_close(ours, whole, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("rows", [16, 48, 64])
 def test_banded_gradient_equals_the_whole_pictures(rows):
     """surrogate_grad (bands of rows, bounded memory) gives x̄ the gradient surrogate_step's
