@@ -51,6 +51,12 @@ int bpg_decode_into(const uint8_t *data, size_t len, int out_bits, int flags,
                     uint64_t max_pixels, uint8_t *out, size_t out_size, npp_bpg_info *info,
                     char **errmsg);
 
+/* ---- large pictures (bpg_encode.c, bpg_batch.c) ------------------------------------ */
+
+/* Pictures above this many pixels close their x265 instance after each encode, and batch
+ * round trips of them start by returning freed heap to the system (glibc). */
+#define BPG_KEEP_X265_PIXELS (1u << 21)
+
 /* ---- x265 lambda tables (bpg_lambda.c) ------------------------------------------- */
 
 /* npp_bpg_x265_lambda without clearing *errmsg (state may be NULL); called before every
@@ -71,10 +77,6 @@ void buf_ue7(bpg_buf *b, uint32_t v);
 void buf_free(bpg_buf *b);
 
 /* ---- bit reader / writer (MSB first) --------------------------------------------- */
-
-/* Pictures above this many pixels close their x265 instance after each encode, and batch
- * round trips of them start by returning freed heap to the system (glibc). */
-#define BPG_KEEP_X265_PIXELS (1u << 21)
 
 typedef struct {
     const uint8_t *p;

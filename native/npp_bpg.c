@@ -230,8 +230,10 @@ done:
 }
 
 /* One libde265 pass over the colour NAL units. On success *pctx holds the decoder (free
- * it with de265_free_decoder) and *pimg its first picture, complete and checked.
- * `tail` > 0 appends that many 0xA5 bytes to every slice NAL unit (see verify_pass). */
+ * it with de265_free_decoder) and *pimg its first picture, checked.
+ * `tail` > 0 appends that many 0xA5 bytes to every slice NAL unit (see verify_pass).
+ * `scan`: decode into our sentinel-filled planes (without SAO if the stream has it) and
+ * require every CTB to have been decoded. */
 static int de265_pass(const nal_ref *nals, size_t nnal, const npp_bpg_info *info,
                       const bpg_hevc_header *hh, alloc_ctx *actx, size_t tail, int scan,
                       de265_decoder_context **pctx, const struct de265_image **pimg,
