@@ -256,11 +256,6 @@ NPP_API(int) npp_bpg_roundtrip_batch(npp_bpg_encoder *const *encoders, int n_enc
                                      int height, int width, int qp, float *out, uint64_t *bytes,
                                      char **errmsg)
 {
-    if (!out) {
-        if (errmsg)
-            *errmsg = NULL;
-        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
-    }
     return roundtrip_batch(encoders, n_encoders, in, in_strides, n, height, width, qp, out, NULL,
                            bytes, errmsg);
 }
@@ -270,11 +265,6 @@ NPP_API(int) npp_bpg_roundtrip_batch_u8(npp_bpg_encoder *const *encoders, int n_
                                         int height, int width, int qp, uint8_t *out,
                                         uint64_t *bytes, char **errmsg)
 {
-    if (!out) {
-        if (errmsg)
-            *errmsg = NULL;
-        return bpg_fail(errmsg, NPP_BPG_ERR_ARGUMENT, "bpg: NULL pointer argument");
-    }
     return roundtrip_batch(encoders, n_encoders, in, in_strides, n, height, width, qp, NULL, out,
                            bytes, errmsg);
 }

@@ -22,6 +22,7 @@ from .errors import InvalidArgumentError, ShapeError
 __all__ = [
     "check_image_batch",
     "is_tensor",
+    "dequantize_uint8",
     "quantize_uint8",
     "tensor_batch_to_uint8",
     "to_float_batch",
@@ -164,7 +165,6 @@ def check_image_batch(batch: Any, *, who: str, codec: str | None = None, values:
 def tensor_batch_to_uint8(batch: Any, *, codec: str | None = None, check: bool = True) -> np.ndarray:
     """(N, 3, H, W) float tensor in [0, 1] → (N, H, W, 3) uint8 numpy array (rounded half to
     even). ``check=False`` skips :func:`check_image_batch` for a batch already checked."""
-
     if check:
         check_image_batch(batch, who=codec or "codec", codec=codec)
     u8 = quantize_uint8(batch.detach().float())
@@ -182,6 +182,14 @@ def quantize_uint8(t: Any, *, out: Any = None, rows: int = 256):
     for a in range(0, t.shape[-2], rows):
         out[..., a : a + rows, :] = t[..., a : a + rows, :].clamp(0, 1).mul_(255.0).round_()
     return out
+
+
+def dequantize_uint8(t: Any, dtype: Any = None):
+    """8-bit samples (a uint8 tensor) as the float values in [0, 1] they stand for, ``v / 255``
+    (exact IEEE division, as the codecs' decoders give; default float32), contiguous."""
+    import torch
+
+    return t.to(dtype or torch.float32, memory_format=torch.contiguous_format).div_(255)
 
 
 def uint8_to_tensor_batch(arrays: np.ndarray | list[np.ndarray], *, like: Any = None):

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InvalidArgumentError
+from .images import dequantize_uint8
 from .ste import CodecStep, straight_through
 
 __all__ = ["JACOBIANS", "RATE_MODELS", "chroma_format", "codec_steps", "dct_planes", "rate_model", "surrogate_grad",
@@ -51,6 +52,7 @@ JACOBIANS = ("identity", "soft", "masked")
 
 # BT.601 full range, as JPEG and BPG's default colour space
 _YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_YCC_INV = torch.linalg.inv(_YCC)
 
 
 def chroma_format(codec: Any) -> str:
@@ -73,7 +75,7 @@ def _ycc(x: torch.Tensor) -> torch.Tensor:
 
 
 def _rgb(y: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_YCC).to(y), y / 255.0)
+    return torch.einsum("ij,njhw->nihw", _YCC_INV.to(y), y / 255.0)
 
 
 def _blocks(plane: torch.Tensor, mode: str = "replicate") -> tuple[torch.Tensor, tuple[int, int]]:
@@ -223,7 +225,7 @@ def _band_grad(x: torch.Tensor, real: torch.Tensor, g_hat: torch.Tensor, *, step
     g_coef[:, :1] = per_image * _rate_slope(coef[:, :1], sy, rate)
     if jacobian != "identity":
         # ⟨rgb(unblocks(J·coef)), g⟩: back through rgb (linear), the crop (zero padding) and the inverse DCT
-        t, _ = _blocks(torch.einsum("ij,nihw->njhw", torch.linalg.inv(_YCC).to(x), g_hat) / 255.0, mode="constant")
+        t, _ = _blocks(torch.einsum("ij,nihw->njhw", _YCC_INV.to(x), g_hat) / 255.0, mode="constant")
         if jacobian == "soft":
             steps = torch.stack([torch.as_tensor(v, dtype=x.dtype).expand(8, 8) for v in (sy, sc, sc)]).to(x)
             z = coef / steps.view(1, 3, 1, 1, 8, 8)
@@ -352,7 +354,7 @@ def surrogate_grad_bands(
         raise InvalidArgumentError(msg, argument="jacobian", allowed=list(JACOBIANS))
     for a, b in bands:
         rb = real[..., a:b, :]
-        rb = rb.to(x_bar.dtype) / 255.0 if rb.dtype == torch.uint8 else rb
+        rb = dequantize_uint8(rb, x_bar.dtype) if rb.dtype == torch.uint8 else rb
         gb = grad_x_hat(a, b) if callable(grad_x_hat) else grad_x_hat[..., a:b, :]
         with torch.no_grad():
             g = _band_grad(x_bar[..., a:b, :].detach(), rb, gb.to(x_bar), step=step, scale=scale, rate=rate,

@@ -38,7 +38,7 @@ PUBLIC = {
         "npp_register_tasks",
     ],
     "npp_plugin.images": [
-        "check_image_batch", "is_tensor", "quantize_uint8", "tensor_batch_to_uint8", "to_float_batch",
+        "check_image_batch", "dequantize_uint8", "is_tensor", "quantize_uint8", "tensor_batch_to_uint8", "to_float_batch",
         "to_uint8_rgb", "uint8_to_tensor_batch",
     ],
     "npp_plugin.plugins": [

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..images import check_image_batch, tensor_batch_to_uint8, uint8_to_tensor_batch
+from ..images import (
+    check_image_batch,
+    dequantize_uint8,
+    tensor_batch_to_uint8,
+    uint8_to_tensor_batch,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -67,9 +72,7 @@ class Preprocessor(ABC):
         batch, the same as ``self(images / 255)``. A preprocessor that needs the float
         input only at its start overrides this to let that copy go early (``npp_refine``:
         144 MB at 12 MP)."""
-        import torch
-
-        return self(images.to(torch.float32, memory_format=torch.contiguous_format).div_(255), codec=codec, qp=qp)
+        return self(dequantize_uint8(images), codec=codec, qp=qp)
 
     def apply_uint8(self, images: np.ndarray, *, codec: Codec, qp: int) -> np.ndarray:
         """(N, H, W, 3) uint8 → filtered (N, H, W, 3) uint8 (for 8-bit images outside a codec;

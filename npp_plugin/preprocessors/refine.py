@@ -235,7 +235,7 @@ class TaskRefine(Preprocessor):
         float32): their float copy is then dropped once the base has run."""
         import torch
 
-        from ..images import quantize_uint8
+        from ..images import dequantize_uint8, quantize_uint8
         from ..surrogates import surrogate_grad_bands
 
         h, w = batch.shape[-2:]
@@ -250,7 +250,7 @@ class TaskRefine(Preprocessor):
             # on the task network's device (the codec reads CPU tensors either way)
             owned = batch.dtype == torch.uint8  # x is then ours alone: freed after the base's pass
             if owned:
-                x = batch.to(device=device).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+                x = dequantize_uint8(batch.to(device=device))
             else:
                 x = batch.detach().to(device=device, dtype=torch.float32)
             ref = self._runner.reference(self._task_view(x))
@@ -295,7 +295,7 @@ class TaskRefine(Preprocessor):
                 best, best_real = z, torch.full_like(first, float("nan"))
             else:
                 del adam, z
-                best = best.to(torch.float32).div_(255)
+                best = dequantize_uint8(best)
         f, b = first.double().cpu(), best_real.double().cpu()
         dtype = batch.dtype if batch.is_floating_point() else torch.float32
         return Refined(best.to(device=batch.device, dtype=dtype), lam, f[0], b[0], f[1], b[1], f[2], b[2])
@@ -311,16 +311,18 @@ class TaskRefine(Preprocessor):
         import torch
         import torch.nn.functional as F
 
+        from ..images import dequantize_uint8
+
         k = self._view_factor(*x.shape[-2:])
         if x.dtype != torch.uint8:
             return x if k == 1 else F.avg_pool2d(x, k)
         if k == 1:
-            return x.to(torch.float32).div_(255)
+            return dequantize_uint8(x)
         hk, wk = x.shape[-2] // k, x.shape[-1] // k
         out = torch.empty((*x.shape[:-2], hk, wk), dtype=torch.float32, device=x.device)
         rows = max(1, 256 // k)  # output rows per band: the float band stays small
         for a in range(0, hk, rows):
-            out[..., a : a + rows, :] = F.avg_pool2d(x[..., a * k : (a + rows) * k, :].to(torch.float32).div_(255), k)
+            out[..., a : a + rows, :] = F.avg_pool2d(dequantize_uint8(x[..., a * k : (a + rows) * k, :]), k)
         return out
 
     def _view_grad(self, g_seen: torch.Tensor, shape: torch.Size):

@@ -42,6 +42,7 @@ import torch
 
 from ..errors import InvalidArgumentError, NppError
 from ..fileio import atomic_write_bytes, load_tagged, save_tagged
+from ..images import quantize_uint8
 from .data import _seed
 
 __all__ = ["SHARD_FORMAT", "CropSpec", "TeacherSettings", "code_and_score", "compare_teachers", "load_shards", "main", "plan_crops",
@@ -253,8 +254,8 @@ def run_teacher(out: str | Path, s: TeacherSettings, *, resume: bool = False, ma
         x8 = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
         qp = shard_qp(s, k)
         t = time.time()
-        r = teacher.refine(x8.float() / 255, codec=codec, qp=qp)
-        y8 = (r.images.clamp(0, 1) * 255).round().to(torch.uint8)
+        r = teacher.refine(x8, codec=codec, qp=qp)  # 8-bit input: refine reads it as / 255
+        y8 = quantize_uint8(r.images)
         rec = {"x": x8, "y": y8, "qp": qp, "lam": r.lam, "j_base": r.j_base, "j": r.j, "bpp_base": r.bpp_base,
                "bpp": r.bpp, "loss_base": r.loss_base, "loss": r.loss,
                "photos": [photos.keys[c.photo] for c in specs],
